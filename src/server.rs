@@ -1,0 +1,176 @@
+//! HTTP wiring, start-up order and graceful shutdown.
+//!
+//! Start-up: bind the listener first (so `/-/healthy` answers and a port clash fails fast),
+//! then replay the WAL in the background; `/-/ready` answers 503 until the storage is open.
+//! Shutdown on SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish,
+//! then close the storage (refuse writes, write and fsync the WAL) and exit 0.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hearth_tsdb::http::DbSlot;
+use hearth_tsdb::Db;
+
+use crate::config::Config;
+
+#[derive(Clone)]
+struct AppState {
+    db: DbSlot,
+    start_time: f64,
+}
+
+pub(crate) async fn run(cfg: Config, test_endpoints: bool) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen_address)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen_address))?;
+    tracing::info!(address = %listener.local_addr()?, storage = %cfg.storage.path.display(), "hearth listening");
+    let slot: DbSlot = Arc::new(OnceLock::new());
+    let state = AppState {
+        db: slot.clone(),
+        start_time: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+    };
+    let mut app = Router::new()
+        .route("/-/healthy", get(|| async { "Hearth is Healthy.\n" }))
+        .route("/-/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    if test_endpoints {
+        app = app.merge(hearth_tsdb::http::test_router(slot.clone()));
+    }
+
+    let storage = cfg.storage.clone();
+    let opener = tokio::task::spawn_blocking(move || Db::open(&storage));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(wait_stop(stop_rx))
+            .await
+    });
+
+    tokio::select! {
+        opened = opener => {
+            let db = opened.context("storage open task")?.context("opening storage")?;
+            let _ = slot.set(Arc::new(db));
+            tracing::info!("storage ready");
+        }
+        sig = shutdown_signal() => {
+            tracing::info!(signal = sig, "shutdown requested during start-up");
+            let _ = stop_tx.send(true);
+            server.await??;
+            return Ok(());
+        }
+    }
+    let sig = shutdown_signal().await;
+    tracing::info!(
+        signal = sig,
+        "shutting down: no new connections, finishing requests"
+    );
+    let _ = stop_tx.send(true);
+    server.await??;
+    if let Some(db) = slot.get() {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.close())
+            .await?
+            .context("closing storage")?;
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+async fn ready(State(st): State<AppState>) -> Response {
+    if st.db.get().is_some() {
+        (StatusCode::OK, "Hearth is Ready.\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let db = st.db.get().cloned();
+    let start_time = st.start_time;
+    let body = tokio::task::spawn_blocking(move || {
+        let mut out = String::with_capacity(8192);
+        write_process_metrics(&mut out, start_time);
+        let _ = writeln!(
+            out,
+            "# HELP hearth_build_info Build information.\n# TYPE hearth_build_info gauge\nhearth_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hearth_ready Whether the storage is open (WAL replay done).\n# TYPE hearth_ready gauge\nhearth_ready {}",
+            u8::from(db.is_some())
+        );
+        if let Some(db) = db {
+            db.write_metrics(&mut out);
+        }
+        out
+    })
+    .await
+    .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The standard `process_*` metrics, read from /proc.
+fn write_process_metrics(out: &mut String, start_time: f64) {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        let f: Vec<f64> = statm
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() >= 2 {
+            let _ = writeln!(out, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {}", f[0] * page);
+            let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}", f[1] * page);
+        }
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        if let Some(rest) = stat.rsplit_once(')').map(|x| x.1) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if f.len() > 13 {
+                let cpu = (f[11].parse::<f64>().unwrap_or(0.0)
+                    + f[12].parse::<f64>().unwrap_or(0.0))
+                    / ticks;
+                let _ = writeln!(out, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}");
+            }
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(out, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}", fds.count());
+    }
+    let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start_time}");
+}

@@ -1,0 +1,197 @@
+//! The head: every series in memory, their label index, and their chunks.
+//!
+//! The head knows nothing about the WAL: [`crate::Db`] logs before it publishes. Series are
+//! found by a hash of their label set in a striped map (collisions kept in a side map, as
+//! Prometheus's `stripeSeries` does) and by their stable id in a second striped map; each
+//! series has its own lock, so appenders touching different series never contend.
+
+pub(crate) mod chunk_file;
+pub(crate) mod series;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::index::{MemPostings, SymbolTable};
+use crate::labels::Labels;
+use chunk_file::HeadChunkFiles;
+use series::MemSeries;
+
+const STRIPES: usize = 256;
+
+/// Counters the head keeps for `/metrics`. Plain atomics: bumped on hot paths.
+#[derive(Default)]
+pub struct HeadStats {
+    pub samples_appended: AtomicU64,
+    pub ooo_samples_appended: AtomicU64,
+    pub duplicate_samples: AtomicU64,
+    pub rejected_too_old: AtomicU64,
+    pub rejected_duplicate_conflict: AtomicU64,
+    pub series_created: AtomicU64,
+    pub chunks_created: AtomicU64,
+}
+
+#[derive(Default)]
+struct HashStripe {
+    unique: HashMap<u64, Arc<MemSeries>>,
+    /// Series whose label hash collides with the one in `unique`.
+    conflicts: HashMap<u64, Vec<Arc<MemSeries>>>,
+}
+
+pub(crate) struct Head {
+    pub(crate) symbols: SymbolTable,
+    pub(crate) postings: MemPostings,
+    pub(crate) files: HeadChunkFiles,
+    pub(crate) stats: HeadStats,
+    by_hash: Box<[RwLock<HashStripe>]>,
+    by_id: Box<[RwLock<HashMap<u64, Arc<MemSeries>>>]>,
+    /// Next series id to hand out; ids are never reused.
+    next_id: AtomicU64,
+    num_series: AtomicU64,
+}
+
+impl Head {
+    pub(crate) fn new(files: HeadChunkFiles) -> Self {
+        Head {
+            symbols: SymbolTable::new(),
+            postings: MemPostings::new(),
+            files,
+            stats: HeadStats::default(),
+            by_hash: (0..STRIPES).map(|_| RwLock::default()).collect(),
+            by_id: (0..STRIPES).map(|_| RwLock::default()).collect(),
+            next_id: AtomicU64::new(1),
+            num_series: AtomicU64::new(0),
+        }
+    }
+
+    fn hash_stripe(&self, hash: u64) -> &RwLock<HashStripe> {
+        &self.by_hash[(hash as usize) % STRIPES]
+    }
+
+    fn id_stripe(&self, id: u64) -> &RwLock<HashMap<u64, Arc<MemSeries>>> {
+        &self.by_id[(id as usize) % STRIPES]
+    }
+
+    pub(crate) fn num_series(&self) -> u64 {
+        self.num_series.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn by_id(&self, id: u64) -> Option<Arc<MemSeries>> {
+        self.id_stripe(id).read().get(&id).cloned()
+    }
+
+    /// Whether `s` carries exactly `labels`.
+    fn same_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
+        if s.syms.len() != labels.len() * 2 {
+            return false;
+        }
+        labels.iter().enumerate().all(|(i, (n, v))| {
+            self.symbols.with_str(s.syms[2 * i], |x| x == n) == Some(true)
+                && self.symbols.with_str(s.syms[2 * i + 1], |x| x == v) == Some(true)
+        })
+    }
+
+    fn find_in(&self, stripe: &HashStripe, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
+        if let Some(s) = stripe.unique.get(&hash) {
+            if self.same_labels(s, labels) {
+                return Some(s.clone());
+            }
+            return stripe
+                .conflicts
+                .get(&hash)?
+                .iter()
+                .find(|s| self.same_labels(s, labels))
+                .cloned();
+        }
+        None
+    }
+
+    pub(crate) fn get(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
+        self.find_in(&self.hash_stripe(hash).read(), hash, labels)
+    }
+
+    /// Returns the series with `labels`, creating it if needed. `id` fixes the id (WAL
+    /// replay); otherwise a new one is allocated. `before_publish(id, labels)` runs after the
+    /// id is chosen and before any other thread can see the series: the caller logs the
+    /// series there, so a samples record naming it can never precede its series record.
+    /// Returns the series and whether it was created.
+    pub(crate) fn get_or_create(
+        &self,
+        hash: u64,
+        labels: &Labels,
+        id: Option<u64>,
+        before_publish: impl FnOnce(u64, &Labels),
+    ) -> (Arc<MemSeries>, bool) {
+        if let Some(s) = self.get(hash, labels) {
+            return (s, false);
+        }
+        let mut stripe = self.hash_stripe(hash).write();
+        if let Some(s) = self.find_in(&stripe, hash, labels) {
+            return (s, false);
+        }
+        let id = match id {
+            Some(id) => {
+                self.next_id.fetch_max(id + 1, Ordering::Relaxed);
+                id
+            }
+            None => self.next_id.fetch_add(1, Ordering::Relaxed),
+        };
+        let mut syms = Vec::with_capacity(labels.len() * 2);
+        let mut pairs = Vec::with_capacity(labels.len());
+        for (n, v) in labels.iter() {
+            let (n, v) = (self.symbols.intern(n), self.symbols.intern(v));
+            syms.extend([n, v]);
+            pairs.push((n, v));
+        }
+        let s = Arc::new(MemSeries::new(id, syms.into_boxed_slice()));
+        before_publish(id, labels);
+        self.id_stripe(id).write().insert(id, s.clone());
+        self.postings.add(id, &pairs);
+        if stripe.unique.contains_key(&hash) {
+            stripe.conflicts.entry(hash).or_default().push(s.clone());
+        } else {
+            stripe.unique.insert(hash, s.clone());
+        }
+        self.num_series.fetch_add(1, Ordering::Relaxed);
+        self.stats.series_created.fetch_add(1, Ordering::Relaxed);
+        (s, true)
+    }
+
+    /// Maps an extra id to an existing series (a WAL that defined the same labels twice).
+    pub(crate) fn alias_id(&self, id: u64, s: Arc<MemSeries>) {
+        self.next_id.fetch_max(id + 1, Ordering::Relaxed);
+        self.id_stripe(id).write().insert(id, s);
+    }
+
+    /// The label set of a series.
+    pub(crate) fn labels_of(&self, s: &MemSeries) -> Labels {
+        let mut strs = Vec::with_capacity(s.syms.len());
+        self.symbols.resolve_into(&s.syms, &mut strs);
+        let pairs = strs
+            .chunks_exact(2)
+            .map(|p| (p[0].to_string(), p[1].to_string()))
+            .collect();
+        Labels::from_sorted(pairs).expect("BUG: stored label set is invalid")
+    }
+
+    /// Approximate heap memory of the head's in-memory structures.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let mut series_bytes = 0usize;
+        for stripe in self.by_id.iter() {
+            let m = stripe.read();
+            series_bytes += m.capacity() * 24;
+            for s in m.values() {
+                series_bytes += std::mem::size_of::<MemSeries>()
+                    + 16
+                    + s.syms.len() * 4
+                    + s.state.lock().heap_bytes();
+            }
+        }
+        for stripe in self.by_hash.iter() {
+            series_bytes += stripe.read().unique.capacity() * 24;
+        }
+        series_bytes + self.symbols.heap_bytes() + self.postings.heap_bytes()
+    }
+}

@@ -1,0 +1,272 @@
+//! The read side the query engine uses: select series by matchers and time range, and label
+//! names/values.
+//!
+//! [`Querier::select`] copies what it needs out of each series under that series' lock
+//! (chunk references, a copy of the open chunk, out-of-order samples in range) and returns;
+//! decoding happens afterwards in [`SeriesIter`], which pulls one sample at a time, merges
+//! in-order chunks with out-of-order data, and does not allocate per sample.
+
+use roaring::RoaringTreemap;
+
+use crate::chunk::{ChunkError, XorIter};
+use crate::head::chunk_file::MappedChunk;
+use crate::index::Matcher;
+use crate::labels::Labels;
+use crate::{Db, TsdbError};
+
+/// Reads samples in `[mint, maxt]` (milliseconds, both inclusive).
+pub struct Querier<'a> {
+    db: &'a Db,
+    mint: i64,
+    maxt: i64,
+}
+
+/// One selected series and its chunks in the query range.
+pub struct Series {
+    pub labels: Labels,
+    /// In-order full chunks, oldest first, then the open chunk.
+    chunks: Vec<MappedChunk>,
+    head: Vec<u8>,
+    /// Out-of-order samples in range, sorted, unique timestamps.
+    ooo: Vec<(i64, f64)>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl<'a> Querier<'a> {
+    pub(crate) fn new(db: &'a Db, mint: i64, maxt: i64) -> Self {
+        Querier { db, mint, maxt }
+    }
+
+    /// Series ids matching all matchers that have at least one sample in range.
+    fn matching_ids(&self, matchers: &[Matcher]) -> RoaringTreemap {
+        let head = &self.db.head;
+        let mut ids = head.postings.select(&head.symbols, matchers);
+        let mut out_of_range = RoaringTreemap::new();
+        for id in ids.iter() {
+            let in_range = head.by_id(id).is_some_and(|s| {
+                s.state
+                    .lock()
+                    .time_range()
+                    .is_some_and(|(a, b)| b >= self.mint && a <= self.maxt)
+            });
+            if !in_range {
+                out_of_range.insert(id);
+            }
+        }
+        ids -= out_of_range;
+        ids
+    }
+
+    /// Series matching all `matchers` (Prometheus semantics; see [`crate::index`]) with
+    /// samples in range, sorted by label set.
+    pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, TsdbError> {
+        let head = &self.db.head;
+        let ids = head.postings.select(&head.symbols, matchers);
+        let mut out = Vec::with_capacity(ids.len() as usize);
+        for id in ids.iter() {
+            let Some(s) = head.by_id(id) else { continue };
+            let snap = {
+                let st = s.state.lock();
+                match st.time_range() {
+                    Some((a, b)) if b >= self.mint && a <= self.maxt => {}
+                    _ => continue,
+                }
+                st.snapshot(self.mint, self.maxt)
+            };
+            let mut chunks = Vec::with_capacity(snap.mmapped.len());
+            for m in &snap.mmapped {
+                chunks.push(head.files.read(m.at)?);
+            }
+            let mut ooo = snap.ooo_buf;
+            for m in &snap.ooo_chunks {
+                let c = head.files.read(m.at)?;
+                let mut it = XorIter::new(c.bytes());
+                ooo.extend(it.by_ref().filter(|s| s.0 >= self.mint && s.0 <= self.maxt));
+                if let Some(e) = it.err() {
+                    return Err(chunk_corruption(id, e));
+                }
+            }
+            if !snap.ooo_chunks.is_empty() {
+                // Stable sort keeps the first of equal timestamps; there are none (duplicates
+                // are refused at append), but dedup defensively.
+                ooo.sort_by_key(|s| s.0);
+                ooo.dedup_by_key(|s| s.0);
+            }
+            out.push(Series {
+                labels: head.labels_of(&s),
+                chunks,
+                head: snap.head,
+                ooo,
+                mint: self.mint,
+                maxt: self.maxt,
+            });
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    /// Label names of the series matching `matchers` with samples in range, sorted.
+    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        let head = &self.db.head;
+        let ids = self.matching_ids(matchers);
+        head.postings
+            .label_names(&head.symbols, Some(&ids))
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// Values of label `name` among the series matching `matchers` with samples in range,
+    /// sorted.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        let head = &self.db.head;
+        let ids = self.matching_ids(matchers);
+        head.postings
+            .label_values(&head.symbols, name, Some(&ids))
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+}
+
+fn chunk_corruption(series: u64, e: &ChunkError) -> TsdbError {
+    TsdbError::Internal {
+        detail: format!("corrupt chunk of series {series}: {e}"),
+    }
+}
+
+impl Series {
+    /// A pull iterator over the series' samples in the query range.
+    pub fn iter(&self) -> SeriesIter<'_> {
+        let mut it = SeriesIter {
+            series: self,
+            cur: XorIter::new(&[]),
+            active: false,
+            next_chunk: 0,
+            head_started: false,
+            peek: None,
+            ooo_idx: 0,
+            done: false,
+            err: None,
+        };
+        it.reset(self);
+        it
+    }
+
+    /// All samples in range (for tests and small results).
+    pub fn samples(&self) -> Result<Vec<(i64, f64)>, TsdbError> {
+        let mut it = self.iter();
+        let v: Vec<_> = it.by_ref().collect();
+        match it.err() {
+            Some(e) => Err(TsdbError::Internal {
+                detail: format!("corrupt chunk in {}: {e}", self.labels),
+            }),
+            None => Ok(v),
+        }
+    }
+}
+
+/// Merges a series' in-order chunks with its out-of-order samples. Reusable via
+/// [`SeriesIter::reset`]; decoding does not allocate.
+pub struct SeriesIter<'a> {
+    series: &'a Series,
+    cur: XorIter<'a>,
+    /// Whether `cur` is positioned on a chunk (an empty `XorIter` reports an error).
+    active: bool,
+    next_chunk: usize,
+    head_started: bool,
+    peek: Option<(i64, f64)>,
+    ooo_idx: usize,
+    done: bool,
+    err: Option<ChunkError>,
+}
+
+impl<'a> SeriesIter<'a> {
+    /// Restarts the iterator on `series`.
+    pub fn reset(&mut self, series: &'a Series) {
+        self.series = series;
+        self.active = false;
+        self.next_chunk = 0;
+        self.head_started = false;
+        self.peek = None;
+        self.ooo_idx = 0;
+        self.done = false;
+        self.err = None;
+    }
+
+    /// Set when iteration stopped early because a chunk did not decode.
+    pub fn err(&self) -> Option<&ChunkError> {
+        self.err.as_ref()
+    }
+
+    fn next_in_order(&mut self) -> Option<(i64, f64)> {
+        let s = self.series;
+        while !self.done {
+            if self.active {
+                if let Some((t, v)) = self.cur.next() {
+                    if t < s.mint {
+                        continue;
+                    }
+                    if t > s.maxt {
+                        self.done = true;
+                        return None;
+                    }
+                    return Some((t, v));
+                }
+                if let Some(e) = self.cur.err() {
+                    self.err = Some(e.clone());
+                    self.done = true;
+                    return None;
+                }
+                self.active = false;
+            }
+            if self.next_chunk < s.chunks.len() {
+                self.cur.reset(s.chunks[self.next_chunk].bytes());
+                self.next_chunk += 1;
+                self.active = true;
+            } else if !self.head_started && !s.head.is_empty() {
+                self.head_started = true;
+                self.cur.reset(&s.head);
+                self.active = true;
+            } else {
+                self.done = true;
+            }
+        }
+        None
+    }
+}
+
+impl Iterator for SeriesIter<'_> {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.peek.is_none() {
+            self.peek = self.next_in_order();
+        }
+        let ooo = self.series.ooo.get(self.ooo_idx).copied();
+        match (self.peek, ooo) {
+            (Some(a), Some(b)) if b.0 < a.0 => {
+                self.ooo_idx += 1;
+                Some(b)
+            }
+            (Some(a), Some(b)) => {
+                if b.0 == a.0 {
+                    self.ooo_idx += 1;
+                }
+                self.peek = None;
+                Some(a)
+            }
+            (Some(a), None) => {
+                self.peek = None;
+                Some(a)
+            }
+            (None, Some(b)) => {
+                self.ooo_idx += 1;
+                Some(b)
+            }
+            (None, None) => None,
+        }
+    }
+}
