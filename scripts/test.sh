@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every hearth test. Installs what the tests need (Debian packages via apt-get, npm
+# packages) when it is missing, so a fresh machine needs nothing but this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+apt_updated=""
+# need_deb COMMAND PACKAGE: install PACKAGE with apt-get unless COMMAND is on PATH.
+need_deb() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$2" >/dev/null
+  command -v "$1" >/dev/null 2>&1 || { echo "test.sh: failed to install $2" >&1; exit 1; }
+}
+
+command -v cargo >/dev/null || { echo "test.sh: cargo (Rust toolchain) is required" >&2; exit 1; }
+# Peers the tests run against are added here as issues bring them in (prometheus,
+# prometheus-node-exporter, prometheus-alertmanager, ...), e.g.:
+#   need_deb prometheus prometheus
+test -d ../shared/conformance || echo "test.sh: note: ../shared/conformance not found beside the repo" >&2
+
+# One profile, one build: unit, integration (they run the binary this build produced) and
+# benchmarks in test mode (each benchmark body runs once, so they cannot rot).
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked
