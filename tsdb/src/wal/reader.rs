@@ -262,8 +262,13 @@ fn scan<E>(
 fn resync(buf: &[u8], from: usize) -> Option<usize> {
     let last_start = buf.len().checked_sub(frame::RECORD_HEADER_LEN)?;
     (from..=last_start).find(|&p| {
-        // Zero-filled tails are the common case; skip zero runs without CRC work.
-        buf[p + 4] != 0 && frame::decode_at(buf, p).is_ok()
+        // Cheap pre-checks before any CRC: zero-filled tails (the common case) fail on the
+        // type byte, and random bytes almost always have a length that does not fit.
+        let len = u32::from_le_bytes([buf[p], buf[p + 1], buf[p + 2], buf[p + 3]]) as usize;
+        buf[p + 4] != 0
+            && len <= frame::MAX_PAYLOAD_LEN
+            && len <= last_start - p
+            && frame::decode_at(buf, p).is_ok()
     })
 }
 
