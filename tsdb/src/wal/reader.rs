@@ -312,7 +312,10 @@ mod tests {
         buf
     }
 
-    fn scan_all(buf: &[u8]) -> (Vec<(u64, Vec<u8>)>, SegmentReport, Option<usize>) {
+    /// Records seen as `(offset, payload)`, the report, and the torn-tail offset.
+    type Scanned = (Vec<(u64, Vec<u8>)>, SegmentReport, Option<usize>);
+
+    fn scan_all(buf: &[u8]) -> Scanned {
         let mut report = SegmentReport {
             segment: 1,
             path: PathBuf::from("mem"),

@@ -126,13 +126,15 @@ fn concurrent_appenders_group_commit() {
     });
     let stats = wal.stats();
     wal.close().unwrap();
+    eprintln!("group commit: {stats:?}");
     assert_eq!(stats.commits, THREADS * PER_THREAD);
     assert_eq!(stats.records_written, THREADS * PER_THREAD);
-    // Group commit: far fewer fsyncs than commits. Each fsync may cover up to 8 commits, one
-    // per thread; demand at least 2 on average so a broken leader path (one fsync per commit)
-    // fails while scheduling noise does not.
+    // Group commit: far fewer fsyncs than commits. One fsync covers at most one commit per
+    // thread; ~5 per fsync was measured here, one per commit means no group commit, and a
+    // convoy on the I/O mutex (covered followers waiting out the next leader's fsync) measured
+    // ~2. Demand 3 so both regressions fail while scheduling noise does not.
     assert!(
-        stats.fsyncs * 2 < stats.commits,
+        stats.fsyncs * 3 < stats.commits,
         "no group commit: {stats:?}"
     );
 
