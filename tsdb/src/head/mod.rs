@@ -195,3 +195,54 @@ impl Head {
         series_bytes + self.symbols.heap_bytes() + self.postings.heap_bytes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> (tempfile::TempDir, Head) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = HeadChunkFiles::open(&dir.path().join("chunks_head"), 1 << 20).unwrap();
+        (dir, Head::new(files))
+    }
+
+    #[test]
+    fn hash_collisions_keep_series_apart() {
+        let (_d, h) = head();
+        let a = Labels::new([("__name__", "a")]).unwrap();
+        let b = Labels::new([("__name__", "b")]).unwrap();
+        let c = Labels::new([("__name__", "c")]).unwrap();
+        // Force all three onto one hash.
+        let (sa, created_a) = h.get_or_create(42, &a, None, |_, _| {});
+        let (sb, created_b) = h.get_or_create(42, &b, None, |_, _| {});
+        let (sc, _) = h.get_or_create(42, &c, None, |_, _| {});
+        assert!(created_a && created_b);
+        assert_ne!(sa.id, sb.id);
+        assert_ne!(sb.id, sc.id);
+        assert_eq!(h.get(42, &a).unwrap().id, sa.id);
+        assert_eq!(h.get(42, &b).unwrap().id, sb.id);
+        assert_eq!(h.get(42, &c).unwrap().id, sc.id);
+        assert!(h.get(42, &Labels::new([("__name__", "d")]).unwrap()).is_none());
+        let (again, created) = h.get_or_create(42, &b, None, |_, _| panic!("must not log"));
+        assert!(!created);
+        assert_eq!(again.id, sb.id);
+        assert_eq!(h.labels_of(&sb), b);
+        assert_eq!(h.num_series(), 3);
+    }
+
+    #[test]
+    fn replayed_ids_are_kept_and_new_ids_follow_them() {
+        let (_d, h) = head();
+        let a = Labels::new([("__name__", "a")]).unwrap();
+        let b = Labels::new([("__name__", "b")]).unwrap();
+        let (sa, _) = h.get_or_create(a.hash64(), &a, Some(1000), |_, _| {});
+        assert_eq!(sa.id, 1000);
+        let mut logged = None;
+        let (sb, _) = h.get_or_create(b.hash64(), &b, None, |id, _| logged = Some(id));
+        assert_eq!(sb.id, 1001);
+        assert_eq!(logged, Some(1001));
+        // A WAL that defined `a` again under another id maps both ids to one series.
+        h.alias_id(7, sa.clone());
+        assert_eq!(h.by_id(7).unwrap().id, 1000);
+    }
+}

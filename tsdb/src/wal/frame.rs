@@ -146,6 +146,8 @@ mod tests {
     #[test]
     fn header_layout_is_pinned() {
         // Pins the byte layout documented in docs/format/wal.md.
+        // The CRC32C variant the format document names.
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
         let buf = framed(&[(7, b"abc".to_vec())]);
         assert_eq!(buf.len(), RECORD_HEADER_LEN + 3);
         assert_eq!(&buf[0..4], &3u32.to_le_bytes());
