@@ -71,7 +71,7 @@ pub enum ChunkError {
     /// timestamps that do not increase).
     #[error("corrupt chunk at byte {offset}: {detail}")]
     Corrupt {
-        /// Byte offset of the field that failed to decode (the byte holding its first bit).
+        /// Byte offset (header included) at which the decoder noticed the problem.
         offset: usize,
         /// What was wrong with it.
         detail: &'static str,

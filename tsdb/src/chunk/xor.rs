@@ -336,10 +336,32 @@ impl<'a> BitWriter<'a> {
 /// Reading ran past the end of the bytes.
 struct Eof;
 
-/// Why decoding one sample stopped.
+/// Why decoding one sample stopped. Kept to a byte or two so the hot path returns it in
+/// registers; [`XorIter::next`] turns it into a [`ChunkError`].
+#[derive(Clone, Copy)]
 enum Stop {
     Eof,
-    Corrupt { bit: usize, detail: &'static str },
+    Corrupt(Corruption),
+}
+
+/// The ways a stream can decode to something no encoder writes.
+#[derive(Clone, Copy)]
+enum Corruption {
+    LongVarint,
+    TimeNotIncreasing,
+    ReuseWithoutWindow,
+    WideWindow,
+}
+
+impl Corruption {
+    fn detail(self) -> &'static str {
+        match self {
+            Corruption::LongVarint => "varint longer than 64 bits",
+            Corruption::TimeNotIncreasing => "timestamp does not increase",
+            Corruption::ReuseWithoutWindow => "value reuses an XOR window before any was set",
+            Corruption::WideWindow => "XOR window wider than 64 bits",
+        }
+    }
 }
 
 impl From<Eof> for Stop {
@@ -349,14 +371,21 @@ impl From<Eof> for Stop {
     }
 }
 
-/// Reads bits MSB-first from a byte slice, refilling a 64-bit buffer a word at a time.
+/// Reads bits MSB-first from a byte slice through a 64-bit window.
+///
+/// The window is left-aligned: the next bit is `buf`'s MSB, so peeking is one shift and prefix
+/// codes can be matched with `leading_zeros`. Bits below the top `valid` are either zero or
+/// copies of the bytes from `pos` on (a refill ORs in a whole 8-byte word and counts only the
+/// bytes that fit). Hence, once `pos` reaches the end, everything below `valid` is zero: the
+/// decoder may peek past `valid` as if the stream were zero-padded, and learns that it ran out
+/// only when [`consume`](Self::consume) refuses.
 #[derive(Debug, Clone)]
 struct BitReader<'a> {
     data: &'a [u8],
-    /// Next byte of `data` to load into `buf`.
+    /// Next byte of `data` not yet counted in `valid`.
     pos: usize,
-    /// The low `valid` bits are unread, oldest first; higher bits are stale.
     buf: u64,
+    /// Number of unread bits at the top of `buf`, 0..=64.
     valid: u32,
 }
 
@@ -375,65 +404,72 @@ impl<'a> BitReader<'a> {
         self.pos * 8 - self.valid as usize
     }
 
-    /// Loads whole bytes until at least 57 bits are buffered or the data ends.
+    /// Makes at least `n` (<= 56) bits valid if the data has them. Returns whether it did; callers
+    /// that peek may ignore the answer (see the type's doc).
+    #[inline]
+    fn ensure(&mut self, n: u32) -> bool {
+        debug_assert!(n <= 56);
+        if self.valid < n {
+            self.refill();
+        }
+        self.valid >= n
+    }
+
+    /// Tops `valid` up to at least 56 bits, or to the end of the data. Only called with
+    /// `valid < 56`, so no shift below reaches 64.
     #[inline]
     fn refill(&mut self) {
-        let room = (64 - self.valid) / 8; // whole bytes that fit: 0..=8
-        if room == 0 {
-            return;
-        }
         match self
             .data
             .get(self.pos..)
             .and_then(|rest| rest.first_chunk::<8>())
         {
             Some(word) => {
-                let word = u64::from_be_bytes(*word);
-                if room == 8 {
-                    self.buf = word;
-                } else {
-                    self.buf = (self.buf << (8 * room)) | (word >> (64 - 8 * room));
-                }
-                self.valid += 8 * room;
-                self.pos += room as usize;
+                self.buf |= u64::from_be_bytes(*word) >> self.valid;
+                // Whole bytes that fit below the valid bits; leaves valid in 56..=63.
+                self.pos += ((63 - self.valid) >> 3) as usize;
+                self.valid |= 56;
             }
-            None => {
-                while self.valid <= 56 {
-                    let Some(&b) = self.data.get(self.pos) else {
-                        break;
-                    };
-                    self.buf = (self.buf << 8) | u64::from(b);
-                    self.valid += 8;
-                    self.pos += 1;
-                }
-            }
+            None => self.refill_tail(),
         }
     }
 
+    #[cold]
+    fn refill_tail(&mut self) {
+        while self.valid <= 56 {
+            let Some(&b) = self.data.get(self.pos) else {
+                break;
+            };
+            self.buf |= u64::from(b) << (56 - self.valid);
+            self.valid += 8;
+            self.pos += 1;
+        }
+    }
+
+    /// The next `n` (1..=63) bits, zero-padded past the end of the data; does not consume.
     #[inline]
-    fn read_bit(&mut self) -> Result<bool, Eof> {
-        if self.valid == 0 {
-            self.refill();
-            if self.valid == 0 {
-                return Err(Eof);
-            }
-        }
-        self.valid -= 1;
-        Ok((self.buf >> self.valid) & 1 == 1)
+    fn peek(&self, n: u32) -> u64 {
+        self.buf >> (64 - n)
     }
 
-    /// Reads `n` bits, 1..=56 (a refill guarantees at least 57 while data lasts).
+    /// Drops `n` (<= 56) bits that were peeked, or fails if the data does not have them.
+    #[inline]
+    fn consume(&mut self, n: u32) -> Result<(), Eof> {
+        if n > self.valid {
+            return Err(Eof);
+        }
+        self.buf <<= n;
+        self.valid -= n;
+        Ok(())
+    }
+
+    /// Reads `n` bits, 1..=56.
     #[inline]
     fn read_bits(&mut self, n: u32) -> Result<u64, Eof> {
-        debug_assert!((1..=56).contains(&n));
-        if self.valid < n {
-            self.refill();
-            if self.valid < n {
-                return Err(Eof);
-            }
-        }
-        self.valid -= n;
-        Ok((self.buf >> self.valid) & ((1u64 << n) - 1))
+        self.ensure(n);
+        let v = self.peek(n);
+        self.consume(n)?;
+        Ok(v)
     }
 
     /// Reads `n` bits, 1..=64.
@@ -450,7 +486,6 @@ impl<'a> BitReader<'a> {
 
     /// Go's `binary.ReadUvarint`, which also rejects an overflowing tenth byte.
     fn read_uvarint(&mut self) -> Result<u64, Stop> {
-        let start = self.bit_pos();
         let mut x = 0u64;
         for i in 0..10 {
             let b = self.read_bits(8)?;
@@ -462,10 +497,7 @@ impl<'a> BitReader<'a> {
             }
             x |= (b & 0x7f) << (7 * i);
         }
-        Err(Stop::Corrupt {
-            bit: start,
-            detail: "varint longer than 64 bits",
-        })
+        Err(Stop::Corrupt(Corruption::LongVarint))
     }
 }
 
@@ -479,15 +511,17 @@ impl<'a> BitReader<'a> {
 #[derive(Debug, Clone)]
 pub struct XorIter<'a> {
     r: BitReader<'a>,
-    /// Sample count from the header.
+    /// Sample count from the header; lowered to `read` when decoding fails, which ends iteration.
     declared: u16,
     /// Samples decoded so far; the last one is the current sample of `seek`.
     read: u16,
     t: i64,
     t_delta: u64,
     v_bits: u64,
-    leading: u8,
+    /// Width of the current XOR window; 0 until the first '11' value sets one.
+    sig: u8,
     trailing: u8,
+    /// Set once `next` has returned `None`.
     done: bool,
     err: Option<ChunkError>,
 }
@@ -502,7 +536,7 @@ impl<'a> XorIter<'a> {
             t: 0,
             t_delta: 0,
             v_bits: 0,
-            leading: NO_WINDOW,
+            sig: 0,
             trailing: 0,
             done: false,
             err: None,
@@ -518,7 +552,7 @@ impl<'a> XorIter<'a> {
         self.t = 0;
         self.t_delta = 0;
         self.v_bits = 0;
-        self.leading = NO_WINDOW;
+        self.sig = 0;
         self.trailing = 0;
         match num_samples(data) {
             Ok(n) => {
@@ -556,26 +590,26 @@ impl<'a> XorIter<'a> {
         self.find(|&(ts, _)| ts >= t)
     }
 
-    #[inline]
-    fn decode_next(&mut self) -> Result<(), Stop> {
-        match self.read {
-            0 => {
-                self.t = unzigzag(self.r.read_uvarint()?);
-                self.v_bits = self.r.read_bits_long(64)?;
-            }
-            1 => {
-                let delta = self.r.read_uvarint()?;
-                self.advance_time(delta)?;
-                self.read_value()?;
-            }
-            _ => {
-                let dod = self.read_dod()?;
-                let delta = self.t_delta.wrapping_add(dod as u64);
-                self.advance_time(delta)?;
-                self.read_value()?;
-            }
+    /// Samples 0 and 1, whose timestamps are varints; out of line to keep `next` small.
+    #[inline(never)]
+    fn decode_start(&mut self) -> Result<(), Stop> {
+        if self.read == 0 {
+            self.t = unzigzag(self.r.read_uvarint()?);
+            self.v_bits = self.r.read_bits_long(64)?;
+        } else {
+            let delta = self.r.read_uvarint()?;
+            self.advance_time(delta)?;
+            self.read_value()?;
         }
         Ok(())
+    }
+
+    /// Every sample after the second: the hot path.
+    #[inline]
+    fn decode_steady(&mut self) -> Result<(), Stop> {
+        let dod = self.read_dod()?;
+        self.advance_time(self.t_delta.wrapping_add(dod as u64))?;
+        self.read_value()
     }
 
     #[inline]
@@ -584,10 +618,7 @@ impl<'a> XorIter<'a> {
         // Also catches an i64 overflow: appended timestamps strictly increase, so wrapping past
         // i64::MAX cannot happen in a chunk we wrote.
         if t <= self.t {
-            return Err(Stop::Corrupt {
-                bit: self.r.bit_pos(),
-                detail: "timestamp does not increase",
-            });
+            return Err(Stop::Corrupt(Corruption::TimeNotIncreasing));
         }
         self.t = t;
         self.t_delta = delta;
@@ -596,18 +627,24 @@ impl<'a> XorIter<'a> {
 
     #[inline]
     fn read_dod(&mut self) -> Result<i64, Stop> {
-        let nbits = if !self.r.read_bit()? {
-            return Ok(0);
-        } else if !self.r.read_bit()? {
-            14
-        } else if !self.r.read_bit()? {
-            17
-        } else if !self.r.read_bit()? {
-            20
-        } else {
-            return Ok(self.r.read_bits_long(64)? as i64);
+        // The longest short form is '1110' + 20 bits. Peek them at once and let the number of
+        // leading ones pick the bucket.
+        self.r.ensure(24);
+        let (len, nbits) = match (!self.r.buf).leading_zeros() {
+            0 => {
+                self.r.consume(1)?;
+                return Ok(0);
+            }
+            1 => (16, 14),
+            2 => (20, 17),
+            3 => (24, 20),
+            _ => {
+                self.r.consume(4)?;
+                return Ok(self.r.read_bits_long(64)? as i64);
+            }
         };
-        let bits = self.r.read_bits(nbits)?;
+        let bits = self.r.peek(len) & ((1u64 << nbits) - 1);
+        self.r.consume(len)?;
         // Undo the asymmetric bucket of `fits`: only patterns above 10…0 are negative.
         Ok(if bits > 1 << (nbits - 1) {
             bits as i64 - (1i64 << nbits)
@@ -618,37 +655,51 @@ impl<'a> XorIter<'a> {
 
     #[inline]
     fn read_value(&mut self) -> Result<(), Stop> {
-        if !self.r.read_bit()? {
+        // Control bits and, for '11', the 11-bit window header: 13 bits at most.
+        self.r.ensure(13);
+        let head = self.r.peek(13);
+        if head >> 12 == 0 {
+            self.r.consume(1)?;
             return Ok(());
         }
-        let sig = if !self.r.read_bit()? {
-            if self.leading == NO_WINDOW {
-                return Err(Stop::Corrupt {
-                    bit: self.r.bit_pos(),
-                    detail: "value reuses an XOR window before any was set",
-                });
+        if head >> 11 == 0b10 {
+            self.r.consume(2)?;
+            if self.sig == 0 {
+                return Err(Stop::Corrupt(Corruption::ReuseWithoutWindow));
             }
-            64 - u32::from(self.leading) - u32::from(self.trailing)
         } else {
-            let h = self.r.read_bits(11)?;
-            let leading = (h >> 6) as u32; // 0..=31
-            let sig = match (h & 0x3f) as u32 {
+            self.r.consume(13)?;
+            let leading = ((head >> 6) & 0x1f) as u32;
+            let sig = match (head & 0x3f) as u32 {
                 0 => 64,
                 s => s,
             };
             if leading + sig > 64 {
-                return Err(Stop::Corrupt {
-                    bit: self.r.bit_pos(),
-                    detail: "XOR window wider than 64 bits",
-                });
+                return Err(Stop::Corrupt(Corruption::WideWindow));
             }
-            self.leading = leading as u8;
+            self.sig = sig as u8;
             self.trailing = (64 - leading - sig) as u8;
-            sig
-        };
+        }
         // sig is 1..=64 and trailing = 64 - leading - sig <= 63: the shift cannot overflow.
-        self.v_bits ^= self.r.read_bits_long(sig)? << self.trailing;
+        self.v_bits ^= self.r.read_bits_long(u32::from(self.sig))? << self.trailing;
         Ok(())
+    }
+
+    #[cold]
+    fn fail(&mut self, stop: Stop) {
+        self.err = Some(match stop {
+            Stop::Eof => ChunkError::Truncated {
+                len: self.r.data.len(),
+                sample: self.read as usize,
+                declared: self.declared as usize,
+            },
+            Stop::Corrupt(c) => ChunkError::Corrupt {
+                offset: self.r.bit_pos() / 8,
+                detail: c.detail(),
+            },
+        });
+        self.declared = self.read;
+        self.done = true;
     }
 }
 
@@ -657,42 +708,29 @@ impl Iterator for XorIter<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<(i64, f64)> {
-        if self.done {
-            return None;
-        }
-        if self.read == self.declared {
+        if self.read >= self.declared {
             self.done = true;
             return None;
         }
-        match self.decode_next() {
+        let res = if self.read >= 2 {
+            self.decode_steady()
+        } else {
+            self.decode_start()
+        };
+        match res {
             Ok(()) => {
                 self.read += 1;
                 Some((self.t, f64::from_bits(self.v_bits)))
             }
             Err(stop) => {
-                self.done = true;
-                self.err = Some(match stop {
-                    Stop::Eof => ChunkError::Truncated {
-                        len: self.r.data.len(),
-                        sample: self.read as usize,
-                        declared: self.declared as usize,
-                    },
-                    Stop::Corrupt { bit, detail } => ChunkError::Corrupt {
-                        offset: bit / 8,
-                        detail,
-                    },
-                });
+                self.fail(stop);
                 None
             }
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.done {
-            (0, Some(0))
-        } else {
-            (0, Some((self.declared - self.read) as usize))
-        }
+        (0, Some((self.declared - self.read) as usize))
     }
 }
 
