@@ -69,6 +69,10 @@ impl AppendReport {
 
 pub const MAX_REJECTION_DETAILS: usize = 10;
 
+/// Samples per WAL record: at most 38 bytes each, so a record stays well under the WAL's
+/// 64 MiB payload limit.
+const MAX_SAMPLES_PER_RECORD: usize = 1 << 20;
+
 /// A handle on a series, valid for the life of the database.
 #[derive(Clone)]
 pub struct SeriesRef(pub(crate) Arc<MemSeries>);
@@ -215,13 +219,14 @@ impl<'a> Appender<'a> {
         stats
             .rejected_duplicate_conflict
             .fetch_add(report.duplicate_conflicts as u64, Ordering::Relaxed);
-        let lsn = if accepted.is_empty() {
-            self.series_lsn
-        } else {
-            Some(db.wal.append_with(record::REC_SAMPLES, |buf| {
-                record::encode_samples(buf, &accepted)
-            })?)
-        };
+        let mut lsn = self.series_lsn;
+        // One record per batch keeps a batch atomic across a crash. Only batches beyond
+        // MAX_SAMPLES_PER_RECORD (whose record would pass the WAL's payload limit) are split.
+        for part in accepted.chunks(MAX_SAMPLES_PER_RECORD) {
+            lsn = Some(db.wal.append_with(record::REC_SAMPLES, |buf| {
+                record::encode_samples(buf, part)
+            })?);
+        }
         if let Some(lsn) = lsn {
             db.wal.commit(lsn)?;
         }

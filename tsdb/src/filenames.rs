@@ -12,3 +12,6 @@ pub const LOCK_FILE: &str = "lock";
 pub fn segment_name(index: u32) -> String {
     format!("{index:08}")
 }
+
+/// Suffix of a file being created (written, fsynced, then renamed into place).
+pub const TMP_SUFFIX: &str = ".tmp";

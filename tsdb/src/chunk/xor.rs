@@ -23,18 +23,24 @@ const MAX_SAMPLES: u16 = u16::MAX;
 const NO_WINDOW: u8 = u8::MAX;
 /// What [`XorChunk::new`] reserves: a typical 120-sample chunk of real data fits in it.
 const DEFAULT_CAPACITY: usize = 128;
+/// Zeroed bytes kept past the current byte before each append: one sample takes at most 145 bits
+/// (19 bytes: '1111' + 64-bit dod, '11' + 11-bit window + 64 bits), and the last 8-byte store
+/// may start in its final byte.
+const SLACK: usize = 19 + 8;
 
 /// An append-only XOR chunk being built in memory.
 ///
-/// Invariants: `buf` always starts with the 2-byte header holding `num`, and always holds exactly
-/// the encoded samples, the last byte padded with zero bits, so [`bytes`](Self::bytes) is a
-/// complete chunk after every append. The other fields are the appender state that the next
-/// sample is encoded against (the decoder rebuilds the same state as it reads).
+/// Invariants: `buf` starts with the 2-byte header holding `num`; its first
+/// `bit_len.div_ceil(8)` bytes are the encoded chunk ([`bytes`](Self::bytes), valid after every
+/// append) and every bit after `bit_len` is zero. The zero tail is slack that lets the bit
+/// writer OR whole 8-byte words into place instead of growing the vector bit by bit. The other
+/// fields are the appender state the next sample is encoded against; the decoder rebuilds the
+/// same state as it reads.
 #[derive(Debug, Clone)]
 pub struct XorChunk {
     buf: Vec<u8>,
-    /// How many bits of `buf`'s last byte carry data (0 = the last byte is full, or is header).
-    tail_bits: u8,
+    /// Bits written, header included.
+    bit_len: usize,
     num: u16,
     first_t: i64,
     /// Timestamp of the last sample (meaningless while `num == 0`).
@@ -60,13 +66,14 @@ impl XorChunk {
         Self::with_capacity(DEFAULT_CAPACITY)
     }
 
-    /// An empty chunk whose buffer can hold `bytes` bytes (header included) before growing.
+    /// An empty chunk whose buffer can hold `bytes` bytes before growing. The encoder keeps
+    /// [`SLACK`] zero bytes past the data, so a buffer of exactly the final chunk size grows once.
     pub fn with_capacity(bytes: usize) -> Self {
         let mut buf = Vec::with_capacity(bytes.max(HEADER_LEN));
         buf.extend_from_slice(&[0, 0]);
         XorChunk {
             buf,
-            tail_bits: 0,
+            bit_len: HEADER_LEN * 8,
             num: 0,
             first_t: 0,
             t: 0,
@@ -93,13 +100,19 @@ impl XorChunk {
                 max: MAX_SAMPLES as usize,
             });
         }
+        if self.buf.len() < self.bit_len / 8 + SLACK {
+            self.grow();
+        }
         let v_bits = v.to_bits();
-        let mut w = BitWriter::resume(&mut self.buf, self.tail_bits);
+        let mut w = BitWriter {
+            buf: &mut self.buf,
+            pos: self.bit_len,
+        };
         match num {
             0 => {
                 // Byte-aligned: the stream starts right after the header.
                 write_uvarint(&mut w, zigzag(t));
-                w.write(v_bits, 64);
+                w.write_long(v_bits, 64);
                 self.first_t = t;
             }
             1 => {
@@ -118,28 +131,35 @@ impl XorChunk {
             _ => {
                 let delta = t.wrapping_sub(self.t) as u64;
                 let dod = delta.wrapping_sub(self.t_delta) as i64;
-                let xor = v_bits ^ self.v_bits;
                 if dod == 0 {
-                    if xor == 0 {
-                        // The steady state of a constant series at a fixed interval: '0' '0'.
-                        w.write(0, 2);
-                    } else {
-                        w.write(0, 1);
-                        xor_write(&mut w, xor, &mut self.leading, &mut self.trailing);
-                    }
+                    w.skip_zeros(1);
                 } else {
                     write_dod(&mut w, dod);
-                    xor_write(&mut w, xor, &mut self.leading, &mut self.trailing);
                 }
+                xor_write(
+                    &mut w,
+                    v_bits ^ self.v_bits,
+                    &mut self.leading,
+                    &mut self.trailing,
+                );
                 self.t_delta = delta;
             }
         }
-        self.tail_bits = w.finish();
+        self.bit_len = w.pos;
         self.num = num + 1;
         self.buf[..HEADER_LEN].copy_from_slice(&self.num.to_be_bytes());
         self.t = t;
         self.v_bits = v_bits;
         Ok(())
+    }
+
+    /// Restores the slack: zero-fills up to the capacity, growing it (amortized doubling) only if
+    /// even that is too short.
+    #[cold]
+    fn grow(&mut self) {
+        let need = self.bit_len / 8 + SLACK;
+        self.buf.reserve(need.saturating_sub(self.buf.len()));
+        self.buf.resize(self.buf.capacity(), 0);
     }
 
     /// Number of samples appended so far.
@@ -151,7 +171,7 @@ impl XorChunk {
     /// The complete encoded chunk, header included; valid after every append.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
-        &self.buf
+        &self.buf[..self.bit_len.div_ceil(8)]
     }
 
     /// Timestamp of the first sample, `None` while empty.
@@ -171,11 +191,13 @@ impl XorChunk {
 
     /// A decoder over the chunk as it is now.
     pub fn iter(&self) -> XorIter<'_> {
-        XorIter::new(&self.buf)
+        XorIter::new(self.bytes())
     }
 
-    /// The encoded chunk, giving up the buffer without copying.
-    pub fn into_bytes(self) -> Vec<u8> {
+    /// The encoded chunk, giving up the buffer without copying (its spare capacity included:
+    /// call `shrink_to_fit` on the result before keeping it long-term).
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        self.buf.truncate(self.bit_len.div_ceil(8));
         self.buf
     }
 
@@ -213,6 +235,18 @@ fn fits(dod: i64, nbits: u32) -> bool {
     -(half - 1) <= dod && dod <= half
 }
 
+/// Reads the low `N` bits of `bits` as a delta-of-delta of the `N`-bit bucket: only patterns above
+/// `10…0` are negative, undoing the asymmetric range of [`fits`].
+#[inline]
+fn sign_extend<const N: u32>(bits: u64) -> i64 {
+    let b = bits & ((1 << N) - 1);
+    if b > 1 << (N - 1) {
+        b as i64 - (1i64 << N)
+    } else {
+        b as i64
+    }
+}
+
 #[inline]
 fn write_dod(w: &mut BitWriter<'_>, dod: i64) {
     // Prefix and payload go out in one write; the payload is the low bits of the two's
@@ -226,7 +260,7 @@ fn write_dod(w: &mut BitWriter<'_>, dod: i64) {
         w.write((0b1110 << 20) | (d & ((1 << 20) - 1)), 24);
     } else {
         w.write(0b1111, 4);
-        w.write(d, 64);
+        w.write_long(d, 64);
     }
 }
 
@@ -234,7 +268,7 @@ fn write_dod(w: &mut BitWriter<'_>, dod: i64) {
 #[inline]
 fn xor_write(w: &mut BitWriter<'_>, xor: u64, leading: &mut u8, trailing: &mut u8) {
     if xor == 0 {
-        w.write(0, 1);
+        w.skip_zeros(1);
         return;
     }
     // The window is stored in 5 bits, so more than 31 leading zeros are written as 31 (the extra
@@ -245,11 +279,11 @@ fn xor_write(w: &mut BitWriter<'_>, xor: u64, leading: &mut u8, trailing: &mut u
         // '10': the previous window still covers every set bit.
         let sig = 64 - u32::from(*leading) - u32::from(*trailing);
         let payload = xor >> *trailing;
-        if sig <= 62 {
+        if sig <= 55 {
             w.write((0b10 << sig) | payload, sig + 2);
         } else {
             w.write(0b10, 2);
-            w.write(payload, sig);
+            w.write_long(payload, sig);
         }
         return;
     }
@@ -258,11 +292,13 @@ fn xor_write(w: &mut BitWriter<'_>, xor: u64, leading: &mut u8, trailing: &mut u
     // sig is 1..=64 because xor != 0; 64 does not fit 6 bits and is written as 0, which can never
     // mean "0 significant bits" since that case is the '0' control bit above.
     let sig = 64 - u32::from(lz) - u32::from(tz);
-    w.write(
-        (0b11 << 11) | (u64::from(lz) << 6) | (u64::from(sig) & 0x3f),
-        13,
-    );
-    w.write(xor >> tz, sig);
+    let head = (0b11 << 11) | (u64::from(lz) << 6) | (u64::from(sig) & 0x3f);
+    if sig <= 44 {
+        w.write((head << sig) | (xor >> tz), 13 + sig);
+    } else {
+        w.write(head, 13);
+        w.write_long(xor >> tz, sig);
+    }
 }
 
 #[inline]
@@ -274,73 +310,54 @@ fn write_uvarint(w: &mut BitWriter<'_>, mut x: u64) {
     w.write(x, 8);
 }
 
-/// Appends bits MSB-first to a chunk buffer, 64 at a time.
+/// ORs bits MSB-first into a zeroed region of a chunk buffer, a whole 8-byte word per write.
 ///
-/// Bits collect in `acc` and go to the buffer as whole 8-byte words; [`finish`](Self::finish)
-/// writes the rest, the last byte zero-padded. To continue a stream, [`resume`](Self::resume)
-/// takes that partial last byte back into `acc`, so the buffer is a valid chunk between appends
-/// without the writer keeping any state of its own.
+/// Needs the [`XorChunk`] invariants: every bit from `pos` on is zero, and at least [`SLACK`]
+/// bytes exist past `pos / 8` at the start of an append.
 struct BitWriter<'a> {
-    buf: &'a mut Vec<u8>,
-    /// The low `n` bits are pending, oldest first; higher bits are zero.
-    acc: u64,
-    /// Always < 64 between calls.
-    n: u32,
+    buf: &'a mut [u8],
+    /// Bit position of the next write from the start of `buf`.
+    pos: usize,
 }
 
-impl<'a> BitWriter<'a> {
+impl BitWriter<'_> {
+    /// Writes the low `n` (1..=57) bits of `v`, whose higher bits must be zero. With at most 7
+    /// bits already used in the first byte, they fit one unaligned 8-byte word.
     #[inline]
-    fn resume(buf: &'a mut Vec<u8>, tail_bits: u8) -> Self {
-        let n = u32::from(tail_bits);
-        let mut acc = 0;
-        if n > 0 {
-            if let Some(last) = buf.pop() {
-                acc = u64::from(last >> (8 - n));
-            }
-        }
-        BitWriter { buf, acc, n }
+    fn write(&mut self, v: u64, n: u32) {
+        debug_assert!((1..=57).contains(&n) && v >> n == 0);
+        let i = self.pos / 8;
+        let used = (self.pos % 8) as u32;
+        let dst: &mut [u8; 8] = (&mut self.buf[i..i + 8])
+            .try_into()
+            .expect("BUG: an 8-byte slice converts to [u8; 8]");
+        let word = u64::from_be_bytes(*dst) | (v << (64 - used - n));
+        *dst = word.to_be_bytes();
+        self.pos += n as usize;
     }
 
-    /// Writes the low `nbits` (0..=64) bits of `v`, whose higher bits must be zero.
+    /// Writes the low `n` (1..=64) bits of `v`.
     #[inline]
-    fn write(&mut self, v: u64, nbits: u32) {
-        debug_assert!(nbits <= 64 && (nbits == 64 || v >> nbits == 0));
-        let free = 64 - self.n; // 1..=64
-        if nbits < free {
-            self.acc = (self.acc << nbits) | v;
-            self.n += nbits;
+    fn write_long(&mut self, v: u64, n: u32) {
+        if n <= 57 {
+            self.write(v, n);
         } else {
-            let rest = nbits - free; // 0..=63: bits of v that spill into the next word
-                                     // Two shifts because `free` may be 64 (then acc is 0 and must stay 0).
-            let word = (self.acc << 1 << (free - 1)) | (v >> rest);
-            self.buf.extend_from_slice(&word.to_be_bytes());
-            self.acc = v & ((1u64 << rest) - 1);
-            self.n = rest;
+            self.write(v >> 32, n - 32);
+            self.write(v & 0xffff_ffff, 32);
         }
     }
 
-    /// Flushes pending bits, padding the last byte with zeros; returns how many bits of that last
-    /// byte carry data (0 if it is full).
+    /// Zero bits are already in place: just move past them.
     #[inline]
-    fn finish(self) -> u8 {
-        let n = self.n;
-        if n > 0 {
-            let word = self.acc << (64 - n);
-            let nbytes = n.div_ceil(8) as usize;
-            self.buf.extend_from_slice(&word.to_be_bytes()[..nbytes]);
-        }
-        (n % 8) as u8
+    fn skip_zeros(&mut self, n: u32) {
+        self.pos += n as usize;
     }
 }
-
-/// Reading ran past the end of the bytes.
-struct Eof;
 
 /// Why decoding one sample stopped. Kept to a byte or two so the hot path returns it in
 /// registers; [`XorIter::next`] turns it into a [`ChunkError`].
 #[derive(Clone, Copy)]
 enum Stop {
-    Eof,
     Corrupt(Corruption),
 }
 
@@ -364,29 +381,19 @@ impl Corruption {
     }
 }
 
-impl From<Eof> for Stop {
-    #[inline]
-    fn from(_: Eof) -> Self {
-        Stop::Eof
-    }
-}
-
-/// Reads bits MSB-first from a byte slice through a 64-bit window.
+/// Reads bits MSB-first from a byte slice at a bit position, one unaligned 8-byte load per read.
 ///
-/// The window is left-aligned: the next bit is `buf`'s MSB, so peeking is one shift and prefix
-/// codes can be matched with `leading_zeros`. Bits below the top `valid` are either zero or
-/// copies of the bytes from `pos` on (a refill ORs in a whole 8-byte word and counts only the
-/// bytes that fit). Hence, once `pos` reaches the end, everything below `valid` is zero: the
-/// decoder may peek past `valid` as if the stream were zero-padded, and learns that it ran out
-/// only when [`consume`](Self::consume) refuses.
+/// Reads past the end see zero bits instead of failing, so the decoder needs no end check per
+/// field: [`XorIter::next`] checks [`overrun`](Self::overrun) once per sample and reports a
+/// truncation if the sample used bits the data does not have.
 #[derive(Debug, Clone)]
 struct BitReader<'a> {
     data: &'a [u8],
-    /// Next byte of `data` not yet counted in `valid`.
+    /// Bit position of the next read from the start of `data`. Grows by at most 145 bits past
+    /// the end before the iterator notices and stops.
     pos: usize,
-    buf: u64,
-    /// Number of unread bits at the top of `buf`, 0..=64.
-    valid: u32,
+    /// `data.len()` in bits, so the per-sample end check is one comparison.
+    end: usize,
 }
 
 impl<'a> BitReader<'a> {
@@ -394,101 +401,92 @@ impl<'a> BitReader<'a> {
         BitReader {
             data,
             pos,
-            buf: 0,
-            valid: 0,
+            end: data.len().saturating_mul(8),
         }
     }
 
-    /// Position of the next unread bit, counted from the start of `data`.
-    fn bit_pos(&self) -> usize {
-        self.pos * 8 - self.valid as usize
-    }
-
-    /// Makes at least `n` (<= 56) bits valid if the data has them. Returns whether it did; callers
-    /// that peek may ignore the answer (see the type's doc).
+    /// The 64 bits from `pos` on, zero-padded past the end. At least 57 are meaningful: the
+    /// first `pos % 8` bits of the loaded word are shifted out.
     #[inline]
-    fn ensure(&mut self, n: u32) -> bool {
-        debug_assert!(n <= 56);
-        if self.valid < n {
-            self.refill();
-        }
-        self.valid >= n
+    fn load(&self) -> u64 {
+        let i = self.pos / 8;
+        let word = match self.data.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+            Some(w) => u64::from_be_bytes(*w),
+            None => self.load_tail(i),
+        };
+        word << (self.pos % 8)
     }
 
-    /// Tops `valid` up to at least 56 bits, or to the end of the data. Only called with
-    /// `valid < 56`, so no shift below reaches 64.
+    /// The 128 bits from `pos` on, zero-padded past the end; at least 121 are meaningful. Lets
+    /// the hot path decode a whole sample from one load instead of a chain of dependent ones.
     #[inline]
-    fn refill(&mut self) {
-        match self
-            .data
-            .get(self.pos..)
-            .and_then(|rest| rest.first_chunk::<8>())
-        {
-            Some(word) => {
-                self.buf |= u64::from_be_bytes(*word) >> self.valid;
-                // Whole bytes that fit below the valid bits; leaves valid in 56..=63.
-                self.pos += ((63 - self.valid) >> 3) as usize;
-                self.valid |= 56;
-            }
-            None => self.refill_tail(),
-        }
+    fn load_wide(&self) -> u128 {
+        let i = self.pos / 8;
+        let word = match self.data.get(i..).and_then(|rest| rest.first_chunk::<16>()) {
+            Some(w) => u128::from_be_bytes(*w),
+            None => self.load_wide_tail(i),
+        };
+        word << (self.pos % 8)
     }
 
     #[cold]
-    fn refill_tail(&mut self) {
-        while self.valid <= 56 {
-            let Some(&b) = self.data.get(self.pos) else {
-                break;
-            };
-            self.buf |= u64::from(b) << (56 - self.valid);
-            self.valid += 8;
-            self.pos += 1;
+    fn load_wide_tail(&self, i: usize) -> u128 {
+        let mut w = [0u8; 16];
+        if let Some(rest) = self.data.get(i..) {
+            let n = rest.len().min(16);
+            w[..n].copy_from_slice(&rest[..n]);
         }
+        u128::from_be_bytes(w)
     }
 
-    /// The next `n` (1..=63) bits, zero-padded past the end of the data; does not consume.
-    #[inline]
-    fn peek(&self, n: u32) -> u64 {
-        self.buf >> (64 - n)
-    }
-
-    /// Drops `n` (<= 56) bits that were peeked, or fails if the data does not have them.
-    #[inline]
-    fn consume(&mut self, n: u32) -> Result<(), Eof> {
-        if n > self.valid {
-            return Err(Eof);
+    /// `load` for the last 7 bytes: copies what is left into a zeroed word.
+    #[cold]
+    fn load_tail(&self, i: usize) -> u64 {
+        let mut w = [0u8; 8];
+        if let Some(rest) = self.data.get(i..) {
+            let n = rest.len().min(8);
+            w[..n].copy_from_slice(&rest[..n]);
         }
-        self.buf <<= n;
-        self.valid -= n;
-        Ok(())
+        u64::from_be_bytes(w)
     }
 
-    /// Reads `n` bits, 1..=56.
+    /// Whether reads went past the end of the data.
     #[inline]
-    fn read_bits(&mut self, n: u32) -> Result<u64, Eof> {
-        self.ensure(n);
-        let v = self.peek(n);
-        self.consume(n)?;
-        Ok(v)
+    fn overrun(&self) -> bool {
+        self.pos > self.end
+    }
+
+    #[inline]
+    fn skip(&mut self, n: u32) {
+        self.pos += n as usize;
+    }
+
+    /// Reads `n` bits, 1..=57.
+    #[inline]
+    fn read(&mut self, n: u32) -> u64 {
+        debug_assert!((1..=57).contains(&n));
+        let v = self.load() >> (64 - n);
+        self.skip(n);
+        v
     }
 
     /// Reads `n` bits, 1..=64.
     #[inline]
-    fn read_bits_long(&mut self, n: u32) -> Result<u64, Eof> {
-        if n <= 56 {
-            self.read_bits(n)
+    fn read_long(&mut self, n: u32) -> u64 {
+        if n <= 57 {
+            self.read(n)
         } else {
-            let hi = self.read_bits(n - 32)?;
-            let lo = self.read_bits(32)?;
-            Ok((hi << 32) | lo)
+            let hi = self.read(n - 32);
+            (hi << 32) | self.read(32)
         }
     }
 
-    /// Go's `binary.ReadUvarint`, which also rejects an overflowing tenth byte.
+    /// Go's `binary.ReadUvarint`, which also rejects an overflowing tenth byte. Past the end it
+    /// reads a zero byte, which ends the varint; the caller's overrun check reports that.
     fn read_uvarint(&mut self) -> Result<u64, Stop> {
         let mut x = 0u64;
         for i in 0..10 {
-            let b = self.read_bits(8)?;
+            let b = self.read(8);
             if b < 0x80 {
                 if i == 9 && b > 1 {
                     break;
@@ -547,7 +545,7 @@ impl<'a> XorIter<'a> {
 
     /// Starts over on another chunk, reusing this iterator.
     pub fn reset(&mut self, data: &'a [u8]) {
-        self.r = BitReader::new(data, HEADER_LEN);
+        self.r = BitReader::new(data, HEADER_LEN * 8);
         self.read = 0;
         self.t = 0;
         self.t_delta = 0;
@@ -595,21 +593,68 @@ impl<'a> XorIter<'a> {
     fn decode_start(&mut self) -> Result<(), Stop> {
         if self.read == 0 {
             self.t = unzigzag(self.r.read_uvarint()?);
-            self.v_bits = self.r.read_bits_long(64)?;
+            self.v_bits = self.r.read_long(64);
+            Ok(())
         } else {
             let delta = self.r.read_uvarint()?;
             self.advance_time(delta)?;
-            self.read_value()?;
+            self.read_value(self.r.load())
         }
+    }
+
+    /// Every sample after the second: the hot path. One 128-bit load covers the timestamp's
+    /// short forms (at most 24 bits) and the whole value (at most 2 + 11 + 64 bits), so the
+    /// sample's fields come out of registers, not a chain of dependent loads.
+    #[inline]
+    fn decode_steady(&mut self) -> Result<(), Stop> {
+        let wide = self.r.load_wide();
+        let w = (wide >> 64) as u64;
+        // Prefix codes compared on the whole left-aligned word: '0' < '10' < '110' < '1110'.
+        let (dod, mut used) = if w < 1 << 63 {
+            (0, 1)
+        } else if w < 0b11 << 62 {
+            (sign_extend::<14>(w >> 48), 16)
+        } else if w < 0b111 << 61 {
+            (sign_extend::<17>(w >> 44), 20)
+        } else if w < 0b1111 << 60 {
+            (sign_extend::<20>(w >> 40), 24)
+        } else {
+            return self.decode_long_dod();
+        };
+        self.advance_time(self.t_delta.wrapping_add(dod as u64))?;
+        let v = w << used;
+        if v < 1 << 63 {
+            self.r.skip(used + 1);
+            return Ok(());
+        }
+        if v < 0b11 << 62 {
+            used += 2;
+            if self.sig == 0 {
+                self.r.skip(used);
+                return Err(Stop::Corrupt(Corruption::ReuseWithoutWindow));
+            }
+        } else {
+            used += 13;
+            if let Err(e) = self.set_window(v >> 51) {
+                self.r.skip(used);
+                return Err(e);
+            }
+        }
+        // used <= 37 and sig is 1..=64, so both shifts stay below 128.
+        let sig = u32::from(self.sig);
+        let payload = ((wide << used) >> (128 - sig)) as u64;
+        self.v_bits ^= payload << self.trailing;
+        self.r.skip(used + sig);
         Ok(())
     }
 
-    /// Every sample after the second: the hot path.
-    #[inline]
-    fn decode_steady(&mut self) -> Result<(), Stop> {
-        let dod = self.read_dod()?;
-        self.advance_time(self.t_delta.wrapping_add(dod as u64))?;
-        self.read_value()
+    /// A sample whose delta-of-delta took the '1111' + 64-bit form.
+    #[cold]
+    fn decode_long_dod(&mut self) -> Result<(), Stop> {
+        self.r.skip(4);
+        let dod = self.r.read_long(64);
+        self.advance_time(self.t_delta.wrapping_add(dod))?;
+        self.read_value(self.r.load())
     }
 
     #[inline]
@@ -625,77 +670,59 @@ impl<'a> XorIter<'a> {
         Ok(())
     }
 
+    /// Decodes a value given `v`, the reader's next bits (at least 13 meaningful). Fields are
+    /// skipped before they are checked, so that `fail` can tell a field cut off by the end of
+    /// the data from a corrupt one.
     #[inline]
-    fn read_dod(&mut self) -> Result<i64, Stop> {
-        // The longest short form is '1110' + 20 bits. Peek them at once and let the number of
-        // leading ones pick the bucket.
-        self.r.ensure(24);
-        let (len, nbits) = match (!self.r.buf).leading_zeros() {
-            0 => {
-                self.r.consume(1)?;
-                return Ok(0);
-            }
-            1 => (16, 14),
-            2 => (20, 17),
-            3 => (24, 20),
-            _ => {
-                self.r.consume(4)?;
-                return Ok(self.r.read_bits_long(64)? as i64);
-            }
-        };
-        let bits = self.r.peek(len) & ((1u64 << nbits) - 1);
-        self.r.consume(len)?;
-        // Undo the asymmetric bucket of `fits`: only patterns above 10…0 are negative.
-        Ok(if bits > 1 << (nbits - 1) {
-            bits as i64 - (1i64 << nbits)
-        } else {
-            bits as i64
-        })
-    }
-
-    #[inline]
-    fn read_value(&mut self) -> Result<(), Stop> {
-        // Control bits and, for '11', the 11-bit window header: 13 bits at most.
-        self.r.ensure(13);
-        let head = self.r.peek(13);
-        if head >> 12 == 0 {
-            self.r.consume(1)?;
+    fn read_value(&mut self, v: u64) -> Result<(), Stop> {
+        if v < 1 << 63 {
+            self.r.skip(1);
             return Ok(());
         }
-        if head >> 11 == 0b10 {
-            self.r.consume(2)?;
+        if v < 0b11 << 62 {
+            self.r.skip(2);
             if self.sig == 0 {
                 return Err(Stop::Corrupt(Corruption::ReuseWithoutWindow));
             }
         } else {
-            self.r.consume(13)?;
-            let leading = ((head >> 6) & 0x1f) as u32;
-            let sig = match (head & 0x3f) as u32 {
-                0 => 64,
-                s => s,
-            };
-            if leading + sig > 64 {
-                return Err(Stop::Corrupt(Corruption::WideWindow));
-            }
-            self.sig = sig as u8;
-            self.trailing = (64 - leading - sig) as u8;
+            self.r.skip(13);
+            self.set_window(v >> 51)?;
         }
         // sig is 1..=64 and trailing = 64 - leading - sig <= 63: the shift cannot overflow.
-        self.v_bits ^= self.r.read_bits_long(u32::from(self.sig))? << self.trailing;
+        self.v_bits ^= self.r.read_long(u32::from(self.sig)) << self.trailing;
         Ok(())
     }
 
+    /// Takes a '11' value's window header: 5 bits of leading zeros, 6 bits of significant bits
+    /// (0 meaning 64), in the low 11 bits of `head`.
+    #[inline]
+    fn set_window(&mut self, head: u64) -> Result<(), Stop> {
+        let leading = ((head >> 6) & 0x1f) as u32;
+        let sig = match (head & 0x3f) as u32 {
+            0 => 64,
+            s => s,
+        };
+        if leading + sig > 64 {
+            return Err(Stop::Corrupt(Corruption::WideWindow));
+        }
+        self.sig = sig as u8;
+        self.trailing = (64 - leading - sig) as u8;
+        Ok(())
+    }
+
+    /// Ends iteration with an error. A sample that ran past the end of the data is a truncation,
+    /// whatever the zero padding it read past the end decoded to.
     #[cold]
-    fn fail(&mut self, stop: Stop) {
+    fn fail(&mut self, stop: Option<Stop>) {
         self.err = Some(match stop {
-            Stop::Eof => ChunkError::Truncated {
+            Some(Stop::Corrupt(c)) if !self.r.overrun() => ChunkError::Corrupt {
+                offset: self.r.pos / 8,
+                detail: c.detail(),
+            },
+            _ => ChunkError::Truncated {
                 len: self.r.data.len(),
                 sample: self.read as usize,
                 declared: self.declared as usize,
-            },
-            Stop::Corrupt(c) => ChunkError::Corrupt {
-                offset: self.r.bit_pos() / 8,
-                detail: c.detail(),
             },
         });
         self.declared = self.read;
@@ -718,12 +745,16 @@ impl Iterator for XorIter<'_> {
             self.decode_start()
         };
         match res {
-            Ok(()) => {
+            Ok(()) if !self.r.overrun() => {
                 self.read += 1;
                 Some((self.t, f64::from_bits(self.v_bits)))
             }
+            Ok(()) => {
+                self.fail(None);
+                None
+            }
             Err(stop) => {
-                self.fail(stop);
+                self.fail(Some(stop));
                 None
             }
         }

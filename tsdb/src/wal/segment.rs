@@ -26,7 +26,7 @@ const NAME_DIGITS: usize = 8;
 
 /// Suffix of a segment being created. A crash between creating and renaming leaves one behind;
 /// [`prepare_dir`] deletes it. Readers ignore it because it is not an 8-digit name.
-const TMP_SUFFIX: &str = ".tmp";
+const TMP_SUFFIX: &str = crate::filenames::TMP_SUFFIX;
 
 /// One segment file on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct SegmentRef {
 
 /// `00000042` for index 42.
 pub(super) fn file_name(index: u32) -> String {
-    format!("{index:0width$}", width = NAME_DIGITS)
+    crate::filenames::segment_name(index)
 }
 
 /// The index of a segment file name: exactly eight ASCII digits, nothing else.
