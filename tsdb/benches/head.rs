@@ -38,7 +38,10 @@ fn series_labels(hosts: usize, per_host: usize) -> Vec<Labels> {
                     ("job", "node".to_string()),
                     // i = 320 * series + 20 * cpu + 5 * mode + metric: unique per host.
                     ("cpu", (i / 20 % 16).to_string()),
-                    ("mode", ["idle", "user", "system", "iowait"][i / 5 % 4].to_string()),
+                    (
+                        "mode",
+                        ["idle", "user", "system", "iowait"][i / 5 % 4].to_string(),
+                    ),
                     ("series", (i / 320).to_string()),
                 ])
                 .unwrap(),
@@ -112,7 +115,7 @@ fn append(c: &mut Criterion) {
 
 fn replay(c: &mut Criterion) {
     let series = scale(100_000);
-    let per_series = 20;
+    let per_series = 120;
     let dir = tempfile::tempdir().unwrap();
     {
         let db = Db::open(&cfg(dir.path(), WalFsync::Interval)).unwrap();
@@ -124,7 +127,11 @@ fn replay(c: &mut Criterion) {
             for chunk in refs.chunks(1000) {
                 let mut app = db.appender();
                 for (k, r) in chunk.iter().enumerate() {
-                    app.append(r, 1_700_000_000_000 + i as i64 * 15_000, (i * k) as f64 * 0.1);
+                    app.append(
+                        r,
+                        1_700_000_000_000 + i as i64 * 15_000,
+                        (i * k) as f64 * 0.1,
+                    );
                 }
                 app.commit().unwrap();
             }
@@ -135,13 +142,16 @@ fn replay(c: &mut Criterion) {
     let mut g = c.benchmark_group("wal_replay");
     g.throughput(Throughput::Elements(samples));
     g.sample_size(10);
-    g.bench_function(format!("{}_series_x_{per_series}", series / 500 * 500), |b| {
-        b.iter(|| {
-            let db = Db::open(&cfg(dir.path(), WalFsync::Interval)).unwrap();
-            assert_eq!(db.replay_stats().samples, samples);
-            drop(db);
-        })
-    });
+    g.bench_function(
+        format!("{}_series_x_{per_series}", series / 500 * 500),
+        |b| {
+            b.iter(|| {
+                let db = Db::open(&cfg(dir.path(), WalFsync::Interval)).unwrap();
+                assert_eq!(db.replay_stats().samples, samples);
+                drop(db);
+            })
+        },
+    );
     g.finish();
 }
 
@@ -167,7 +177,11 @@ fn memory_per_series() {
         for chunk in refs.chunks(5000) {
             let mut app = db.appender();
             for (k, r) in chunk.iter().enumerate() {
-                let v = if k % 3 == 0 { 42.0 } else { (i * (k as i64 % 97)) as f64 * 0.01 };
+                let v = if k % 3 == 0 {
+                    42.0
+                } else {
+                    (i * (k as i64 % 97)) as f64 * 0.01
+                };
                 app.append(r, 1_700_000_000_000 + i * 15_000 + (k as i64 % 5), v);
             }
             app.commit().unwrap();

@@ -223,9 +223,10 @@ impl<'a> Appender<'a> {
         // One record per batch keeps a batch atomic across a crash. Only batches beyond
         // MAX_SAMPLES_PER_RECORD (whose record would pass the WAL's payload limit) are split.
         for part in accepted.chunks(MAX_SAMPLES_PER_RECORD) {
-            lsn = Some(db.wal.append_with(record::REC_SAMPLES, |buf| {
-                record::encode_samples(buf, part)
-            })?);
+            lsn = Some(
+                db.wal
+                    .append_with(record::REC_SAMPLES, |buf| record::encode_samples(buf, part))?,
+            );
         }
         if let Some(lsn) = lsn {
             db.wal.commit(lsn)?;

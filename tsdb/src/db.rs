@@ -5,24 +5,18 @@ use std::fs::{self, File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::appender::Appender;
 use crate::config::{StorageConfig, WalFsync};
 use crate::head::chunk_file::HeadChunkFiles;
-use crate::head::series::{AppendCtx, MemSeries};
 use crate::head::Head;
-use crate::labels::Labels;
 use crate::querier::Querier;
-use crate::wal::{self, CorruptionKind, FsyncPolicy, Wal, WalOptions};
-use crate::{filenames, record, TsdbError};
+use crate::wal::{FsyncPolicy, Wal, WalOptions};
+use crate::{filenames, TsdbError};
 
 /// Size of each head-chunks file (and so of each mapping).
 const HEAD_CHUNK_FILE_SIZE: u64 = 128 << 20;
-/// Replay hands records to its workers in blocks of about this many bytes.
-const REPLAY_BLOCK_BYTES: usize = 4 << 20;
 
 /// What replaying the WAL found. Fixed after [`Db::open`].
 #[derive(Debug, Clone, Default)]
@@ -67,7 +61,7 @@ impl Db {
             HEAD_CHUNK_FILE_SIZE,
         )?);
         let wal_dir = path.join(filenames::WAL_DIR);
-        let replay = replay_wal(&head, &wal_dir)?;
+        let replay = crate::replay::replay_wal(&head, &wal_dir)?;
         let wal = Wal::open(WalOptions {
             dir: wal_dir,
             segment_size: cfg.wal_segment_size,
@@ -277,194 +271,4 @@ fn lock_dir(path: &Path) -> Result<File, TsdbError> {
         return Err(TsdbError::Locked { path: p });
     }
     Ok(f)
-}
-
-/// A run of WAL records copied out of a segment, shared by all replay workers.
-#[derive(Default)]
-struct Block {
-    data: Vec<u8>,
-    /// (type, start, end) into `data`.
-    records: Vec<(u8, usize, usize)>,
-}
-
-/// Rebuilds the head from the WAL.
-///
-/// One thread reads segments (CRC checks, corruption handling) and copies records into
-/// blocks; every block goes to all `n` workers, and worker `k` applies the series and samples
-/// whose id is `k` modulo `n`. A series therefore always sees its own records in log order,
-/// and workers never contend on a series lock.
-fn replay_wal(head: &Head, dir: &Path) -> Result<ReplayStats, TsdbError> {
-    let start = Instant::now();
-    let mut stats = ReplayStats::default();
-    if !dir.exists() {
-        return Ok(stats);
-    }
-    let segments = wal::list_segments(dir)?;
-    stats.segments = segments.len();
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
-    let results = std::thread::scope(|sc| -> Result<Vec<WorkerStats>, TsdbError> {
-        let mut txs = Vec::with_capacity(n);
-        let mut handles = Vec::with_capacity(n);
-        for k in 0..n {
-            let (tx, rx) = mpsc::sync_channel::<Arc<Block>>(4);
-            txs.push(tx);
-            handles.push(sc.spawn(move || replay_worker(head, k as u64, n as u64, rx)));
-        }
-        let mut block = Block::default();
-        let send = |b: Block| {
-            let b = Arc::new(b);
-            for tx in &txs {
-                // A worker only hangs up by panicking; the join below reports that.
-                let _ = tx.send(b.clone());
-            }
-        };
-        let last = segments.len().saturating_sub(1);
-        for (i, seg) in segments.iter().enumerate() {
-            let report = wal::read_segment(&seg.path, i == last, |rec| -> Result<(), TsdbError> {
-                let s = block.data.len();
-                block.data.extend_from_slice(rec.payload);
-                block.records.push((rec.rec_type, s, block.data.len()));
-                if block.data.len() >= REPLAY_BLOCK_BYTES {
-                    send(std::mem::take(&mut block));
-                }
-                Ok(())
-            })?;
-            stats.records += report.records;
-            stats.bytes += report.bytes;
-            for c in &report.corruptions {
-                match c.kind {
-                    CorruptionKind::TornTail => {
-                        stats.torn_tails += 1;
-                        tracing::warn!(segment = c.segment, offset = c.offset, skipped_bytes = c.skipped_bytes,
-                            path = %c.path.display(), "WAL torn tail (crash during write); records after it were never acknowledged");
-                    }
-                    _ => {
-                        stats.corruptions += 1;
-                        tracing::error!(segment = c.segment, offset = c.offset, skipped_bytes = c.skipped_bytes,
-                            kind = ?c.kind, path = %c.path.display(), "WAL corruption skipped; replay continues after it");
-                    }
-                }
-            }
-        }
-        if !block.records.is_empty() {
-            send(block);
-        }
-        drop(txs);
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().map_err(|_| TsdbError::Internal {
-                    detail: "BUG: WAL replay worker panicked".into(),
-                })?
-            })
-            .collect()
-    })?;
-    for w in results {
-        stats.series += w.series;
-        stats.samples += w.samples;
-        stats.unknown_series_samples += w.unknown;
-        stats.bad_records += w.bad_records;
-    }
-    if stats.unknown_series_samples > 0 {
-        tracing::warn!(
-            samples = stats.unknown_series_samples,
-            "WAL samples without a series record were dropped"
-        );
-    }
-    stats.duration = start.elapsed();
-    tracing::info!(
-        duration = ?stats.duration, segments = stats.segments, series = stats.series,
-        samples = stats.samples, "WAL replay done"
-    );
-    Ok(stats)
-}
-
-#[derive(Default)]
-struct WorkerStats {
-    series: u64,
-    samples: u64,
-    unknown: u64,
-    bad_records: u64,
-}
-
-fn replay_worker(
-    head: &Head,
-    k: u64,
-    n: u64,
-    rx: mpsc::Receiver<Arc<Block>>,
-) -> Result<WorkerStats, TsdbError> {
-    let ctx = AppendCtx {
-        files: &head.files,
-        stats: &head.stats,
-        ooo_window_ms: None,
-    };
-    let mut st = WorkerStats::default();
-    let mut cached: Option<Arc<MemSeries>> = None;
-    let mut io_err = None;
-    for block in rx {
-        for &(ty, s, e) in &block.records {
-            let payload = &block.data[s..e];
-            let res = match ty {
-                record::REC_SERIES => record::decode_series(payload, |r| {
-                    if r.id % n != k {
-                        return;
-                    }
-                    let Ok(labels) = Labels::from_sorted(
-                        r.labels
-                            .iter()
-                            .map(|(a, b)| (a.to_string(), b.to_string()))
-                            .collect(),
-                    ) else {
-                        st.bad_records += 1;
-                        return;
-                    };
-                    let (s, created) =
-                        head.get_or_create(labels.hash64(), &labels, Some(r.id), |_, _| {});
-                    if created {
-                        st.series += 1;
-                    } else if s.id != r.id {
-                        head.alias_id(r.id, s);
-                    }
-                }),
-                record::REC_SAMPLES => record::decode_samples(payload, |id, t, v| {
-                    if id % n != k || io_err.is_some() {
-                        return;
-                    }
-                    let s = match &cached {
-                        Some(s) if s.id == id => s.clone(),
-                        _ => match head.by_id(id) {
-                            Some(s) => {
-                                cached = Some(s.clone());
-                                s
-                            }
-                            None => {
-                                st.unknown += 1;
-                                return;
-                            }
-                        },
-                    };
-                    let res = s.state.lock().append(s.id, t, v, &ctx);
-                    match res {
-                        Ok(_) => st.samples += 1,
-                        Err(e) => io_err = Some(e),
-                    }
-                }),
-                _ => {
-                    st.bad_records += 1;
-                    Ok(())
-                }
-            };
-            if let Err(e) = res {
-                st.bad_records += 1;
-                tracing::error!(error = %e, "undecodable WAL record skipped");
-            }
-        }
-        if let Some(e) = io_err.take() {
-            return Err(e);
-        }
-    }
-    Ok(st)
 }

@@ -24,6 +24,7 @@ pub mod index;
 pub mod labels;
 pub mod querier;
 pub mod record;
+mod replay;
 mod varint;
 pub mod wal;
 

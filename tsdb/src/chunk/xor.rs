@@ -21,7 +21,7 @@ const HEADER_LEN: usize = 2;
 const MAX_SAMPLES: u16 = u16::MAX;
 /// `leading` value meaning "no XOR window yet": the first non-zero XOR must spell out its window.
 const NO_WINDOW: u8 = u8::MAX;
-/// What [`XorChunk::new`] reserves: a typical 120-sample chunk of real data fits in it.
+/// What [`XorChunk::new`] reserves, as Prometheus does; the buffer doubles from there.
 const DEFAULT_CAPACITY: usize = 128;
 /// Zeroed bytes kept past the current byte before each append: one sample takes at most 145 bits
 /// (19 bytes: '1111' + 64-bit dod, '11' + 11-bit window + 64 bits), and the last 8-byte store
@@ -354,14 +354,9 @@ impl BitWriter<'_> {
     }
 }
 
-/// Why decoding one sample stopped. Kept to a byte or two so the hot path returns it in
-/// registers; [`XorIter::next`] turns it into a [`ChunkError`].
-#[derive(Clone, Copy)]
-enum Stop {
-    Corrupt(Corruption),
-}
-
-/// The ways a stream can decode to something no encoder writes.
+/// The ways a stream can decode to something no encoder writes. A byte, so the hot path returns
+/// it in registers; [`XorIter::next`] turns it into a [`ChunkError`]. Running out of bytes is not
+/// among them: the reader pads with zeros and `next` checks the position once per sample.
 #[derive(Clone, Copy)]
 enum Corruption {
     LongVarint,
@@ -417,28 +412,6 @@ impl<'a> BitReader<'a> {
         word << (self.pos % 8)
     }
 
-    /// The 128 bits from `pos` on, zero-padded past the end; at least 121 are meaningful. Lets
-    /// the hot path decode a whole sample from one load instead of a chain of dependent ones.
-    #[inline]
-    fn load_wide(&self) -> u128 {
-        let i = self.pos / 8;
-        let word = match self.data.get(i..).and_then(|rest| rest.first_chunk::<16>()) {
-            Some(w) => u128::from_be_bytes(*w),
-            None => self.load_wide_tail(i),
-        };
-        word << (self.pos % 8)
-    }
-
-    #[cold]
-    fn load_wide_tail(&self, i: usize) -> u128 {
-        let mut w = [0u8; 16];
-        if let Some(rest) = self.data.get(i..) {
-            let n = rest.len().min(16);
-            w[..n].copy_from_slice(&rest[..n]);
-        }
-        u128::from_be_bytes(w)
-    }
-
     /// `load` for the last 7 bytes: copies what is left into a zeroed word.
     #[cold]
     fn load_tail(&self, i: usize) -> u64 {
@@ -483,7 +456,7 @@ impl<'a> BitReader<'a> {
 
     /// Go's `binary.ReadUvarint`, which also rejects an overflowing tenth byte. Past the end it
     /// reads a zero byte, which ends the varint; the caller's overrun check reports that.
-    fn read_uvarint(&mut self) -> Result<u64, Stop> {
+    fn read_uvarint(&mut self) -> Result<u64, Corruption> {
         let mut x = 0u64;
         for i in 0..10 {
             let b = self.read(8);
@@ -495,7 +468,7 @@ impl<'a> BitReader<'a> {
             }
             x |= (b & 0x7f) << (7 * i);
         }
-        Err(Stop::Corrupt(Corruption::LongVarint))
+        Err(Corruption::LongVarint)
     }
 }
 
@@ -590,7 +563,7 @@ impl<'a> XorIter<'a> {
 
     /// Samples 0 and 1, whose timestamps are varints; out of line to keep `next` small.
     #[inline(never)]
-    fn decode_start(&mut self) -> Result<(), Stop> {
+    fn decode_start(&mut self) -> Result<(), Corruption> {
         if self.read == 0 {
             self.t = unzigzag(self.r.read_uvarint()?);
             self.v_bits = self.r.read_long(64);
@@ -602,15 +575,14 @@ impl<'a> XorIter<'a> {
         }
     }
 
-    /// Every sample after the second: the hot path. One 128-bit load covers the timestamp's
-    /// short forms (at most 24 bits) and the whole value (at most 2 + 11 + 64 bits), so the
-    /// sample's fields come out of registers, not a chain of dependent loads.
+    /// Every sample after the second: the hot path. One load covers the timestamp's short forms
+    /// (at most 24 bits) and the value's control bits and window header (at most 13); a second
+    /// one fetches the value's payload.
     #[inline]
-    fn decode_steady(&mut self) -> Result<(), Stop> {
-        let wide = self.r.load_wide();
-        let w = (wide >> 64) as u64;
+    fn decode_steady(&mut self) -> Result<(), Corruption> {
+        let w = self.r.load();
         // Prefix codes compared on the whole left-aligned word: '0' < '10' < '110' < '1110'.
-        let (dod, mut used) = if w < 1 << 63 {
+        let (dod, used) = if w < 1 << 63 {
             (0, 1)
         } else if w < 0b11 << 62 {
             (sign_extend::<14>(w >> 48), 16)
@@ -621,36 +593,14 @@ impl<'a> XorIter<'a> {
         } else {
             return self.decode_long_dod();
         };
+        self.r.skip(used);
         self.advance_time(self.t_delta.wrapping_add(dod as u64))?;
-        let v = w << used;
-        if v < 1 << 63 {
-            self.r.skip(used + 1);
-            return Ok(());
-        }
-        if v < 0b11 << 62 {
-            used += 2;
-            if self.sig == 0 {
-                self.r.skip(used);
-                return Err(Stop::Corrupt(Corruption::ReuseWithoutWindow));
-            }
-        } else {
-            used += 13;
-            if let Err(e) = self.set_window(v >> 51) {
-                self.r.skip(used);
-                return Err(e);
-            }
-        }
-        // used <= 37 and sig is 1..=64, so both shifts stay below 128.
-        let sig = u32::from(self.sig);
-        let payload = ((wide << used) >> (128 - sig)) as u64;
-        self.v_bits ^= payload << self.trailing;
-        self.r.skip(used + sig);
-        Ok(())
+        self.read_value(w << used)
     }
 
     /// A sample whose delta-of-delta took the '1111' + 64-bit form.
     #[cold]
-    fn decode_long_dod(&mut self) -> Result<(), Stop> {
+    fn decode_long_dod(&mut self) -> Result<(), Corruption> {
         self.r.skip(4);
         let dod = self.r.read_long(64);
         self.advance_time(self.t_delta.wrapping_add(dod))?;
@@ -658,12 +608,12 @@ impl<'a> XorIter<'a> {
     }
 
     #[inline]
-    fn advance_time(&mut self, delta: u64) -> Result<(), Stop> {
+    fn advance_time(&mut self, delta: u64) -> Result<(), Corruption> {
         let t = self.t.wrapping_add(delta as i64);
         // Also catches an i64 overflow: appended timestamps strictly increase, so wrapping past
         // i64::MAX cannot happen in a chunk we wrote.
         if t <= self.t {
-            return Err(Stop::Corrupt(Corruption::TimeNotIncreasing));
+            return Err(Corruption::TimeNotIncreasing);
         }
         self.t = t;
         self.t_delta = delta;
@@ -674,7 +624,7 @@ impl<'a> XorIter<'a> {
     /// skipped before they are checked, so that `fail` can tell a field cut off by the end of
     /// the data from a corrupt one.
     #[inline]
-    fn read_value(&mut self, v: u64) -> Result<(), Stop> {
+    fn read_value(&mut self, v: u64) -> Result<(), Corruption> {
         if v < 1 << 63 {
             self.r.skip(1);
             return Ok(());
@@ -682,7 +632,7 @@ impl<'a> XorIter<'a> {
         if v < 0b11 << 62 {
             self.r.skip(2);
             if self.sig == 0 {
-                return Err(Stop::Corrupt(Corruption::ReuseWithoutWindow));
+                return Err(Corruption::ReuseWithoutWindow);
             }
         } else {
             self.r.skip(13);
@@ -696,14 +646,14 @@ impl<'a> XorIter<'a> {
     /// Takes a '11' value's window header: 5 bits of leading zeros, 6 bits of significant bits
     /// (0 meaning 64), in the low 11 bits of `head`.
     #[inline]
-    fn set_window(&mut self, head: u64) -> Result<(), Stop> {
+    fn set_window(&mut self, head: u64) -> Result<(), Corruption> {
         let leading = ((head >> 6) & 0x1f) as u32;
         let sig = match (head & 0x3f) as u32 {
             0 => 64,
             s => s,
         };
         if leading + sig > 64 {
-            return Err(Stop::Corrupt(Corruption::WideWindow));
+            return Err(Corruption::WideWindow);
         }
         self.sig = sig as u8;
         self.trailing = (64 - leading - sig) as u8;
@@ -713,9 +663,9 @@ impl<'a> XorIter<'a> {
     /// Ends iteration with an error. A sample that ran past the end of the data is a truncation,
     /// whatever the zero padding it read past the end decoded to.
     #[cold]
-    fn fail(&mut self, stop: Option<Stop>) {
+    fn fail(&mut self, stop: Option<Corruption>) {
         self.err = Some(match stop {
-            Some(Stop::Corrupt(c)) if !self.r.overrun() => ChunkError::Corrupt {
+            Some(c) if !self.r.overrun() => ChunkError::Corrupt {
                 offset: self.r.pos / 8,
                 detail: c.detail(),
             },

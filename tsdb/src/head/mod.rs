@@ -222,7 +222,9 @@ mod tests {
         assert_eq!(h.get(42, &a).unwrap().id, sa.id);
         assert_eq!(h.get(42, &b).unwrap().id, sb.id);
         assert_eq!(h.get(42, &c).unwrap().id, sc.id);
-        assert!(h.get(42, &Labels::new([("__name__", "d")]).unwrap()).is_none());
+        assert!(h
+            .get(42, &Labels::new([("__name__", "d")]).unwrap())
+            .is_none());
         let (again, created) = h.get_or_create(42, &b, None, |_, _| panic!("must not log"));
         assert!(!created);
         assert_eq!(again.id, sb.id);

@@ -1,0 +1,204 @@
+//! Rebuilding the head from the WAL at start-up.
+//!
+//! The calling thread reads segments in order (CRC checks, corruption handling — see
+//! [`crate::wal`]) and decodes every record, routing each series definition and each sample
+//! to worker `id % n`. Each worker receives its items in log order, so a series always sees
+//! its own series record before its samples and its samples in log order, and workers never
+//! contend for a series lock. Replay accepts every logged sample whatever its age (each was
+//! accepted once; see `docs/format/wal.md`, "Ordering rules").
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::db::ReplayStats;
+use crate::head::series::{AppendCtx, MemSeries};
+use crate::head::Head;
+use crate::labels::Labels;
+use crate::wal::{self, CorruptionKind};
+use crate::{record, TsdbError};
+
+/// Items handed to a worker in one message.
+const BATCH: usize = 16 * 1024;
+/// Ids below `n * DENSE_IDS` are cached in a worker-local vector instead of looked up in the
+/// head's striped map (ids are handed out densely, so this covers every realistic head).
+const DENSE_IDS: u64 = 1 << 24;
+
+enum Item {
+    Series(u64, Labels),
+    Sample(u64, i64, f64),
+}
+
+pub(crate) fn replay_wal(head: &Head, dir: &Path) -> Result<ReplayStats, TsdbError> {
+    let start = Instant::now();
+    let mut stats = ReplayStats::default();
+    if !dir.exists() {
+        return Ok(stats);
+    }
+    let segments = wal::list_segments(dir)?;
+    stats.segments = segments.len();
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let results = std::thread::scope(|sc| -> Result<Vec<WorkerStats>, TsdbError> {
+        let mut txs = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(8);
+            txs.push(tx);
+            handles.push(sc.spawn(move || replay_worker(head, n as u64, rx)));
+        }
+        let mut pending: Vec<Vec<Item>> = (0..n).map(|_| Vec::with_capacity(BATCH)).collect();
+        let push = |pending: &mut Vec<Vec<Item>>, k: usize, item: Item| {
+            pending[k].push(item);
+            if pending[k].len() >= BATCH {
+                let full = std::mem::replace(&mut pending[k], Vec::with_capacity(BATCH));
+                // A worker only hangs up by failing; its result reports why.
+                let _ = txs[k].send(full);
+            }
+        };
+        let last = segments.len().saturating_sub(1);
+        for (i, seg) in segments.iter().enumerate() {
+            let report = wal::read_segment(&seg.path, i == last, |rec| -> Result<(), TsdbError> {
+                let res = match rec.rec_type {
+                    record::REC_SERIES => record::decode_series(rec.payload, |r| {
+                        let pairs = r.labels.iter().map(|(a, b)| (a.to_string(), b.to_string()));
+                        match Labels::from_sorted(pairs.collect()) {
+                            Ok(l) => push(
+                                &mut pending,
+                                (r.id % n as u64) as usize,
+                                Item::Series(r.id, l),
+                            ),
+                            Err(_) => stats.bad_records += 1,
+                        }
+                    }),
+                    record::REC_SAMPLES => record::decode_samples(rec.payload, |id, t, v| {
+                        push(
+                            &mut pending,
+                            (id % n as u64) as usize,
+                            Item::Sample(id, t, v),
+                        )
+                    }),
+                    _ => {
+                        stats.bad_records += 1;
+                        Ok(())
+                    }
+                };
+                if let Err(e) = res {
+                    stats.bad_records += 1;
+                    tracing::error!(segment = rec.segment, offset = rec.offset, error = %e, "undecodable WAL record skipped");
+                }
+                Ok(())
+            })?;
+            stats.records += report.records;
+            stats.bytes += report.bytes;
+            for c in &report.corruptions {
+                match c.kind {
+                    CorruptionKind::TornTail => {
+                        stats.torn_tails += 1;
+                        tracing::warn!(segment = c.segment, offset = c.offset, skipped_bytes = c.skipped_bytes,
+                            path = %c.path.display(), "WAL torn tail (crash during write); records after it were never acknowledged");
+                    }
+                    _ => {
+                        stats.corruptions += 1;
+                        tracing::error!(segment = c.segment, offset = c.offset, skipped_bytes = c.skipped_bytes,
+                            kind = ?c.kind, detail = c.detail, path = %c.path.display(), "WAL corruption skipped; replay continues after it");
+                    }
+                }
+            }
+        }
+        for (k, p) in pending.into_iter().enumerate() {
+            if !p.is_empty() {
+                let _ = txs[k].send(p);
+            }
+        }
+        drop(txs);
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().map_err(|_| TsdbError::Internal {
+                    detail: "BUG: WAL replay worker panicked".into(),
+                })?
+            })
+            .collect()
+    })?;
+    for w in results {
+        stats.series += w.series;
+        stats.samples += w.samples;
+        stats.unknown_series_samples += w.unknown;
+    }
+    if stats.unknown_series_samples > 0 {
+        tracing::warn!(
+            samples = stats.unknown_series_samples,
+            "WAL samples without a series record were dropped"
+        );
+    }
+    stats.duration = start.elapsed();
+    tracing::info!(
+        duration = ?stats.duration, segments = stats.segments, series = stats.series,
+        samples = stats.samples, "WAL replay done"
+    );
+    Ok(stats)
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    series: u64,
+    samples: u64,
+    unknown: u64,
+}
+
+fn replay_worker(
+    head: &Head,
+    n: u64,
+    rx: mpsc::Receiver<Vec<Item>>,
+) -> Result<WorkerStats, TsdbError> {
+    let ctx = AppendCtx {
+        files: &head.files,
+        stats: &head.stats,
+        ooo_window_ms: None,
+    };
+    let mut st = WorkerStats::default();
+    // Series of this worker by `id / n`; ids outside the dense range use the head's map.
+    let mut dense: Vec<Option<Arc<MemSeries>>> = Vec::new();
+    for items in rx {
+        for item in items {
+            match item {
+                Item::Series(id, labels) => {
+                    let (s, created) =
+                        head.get_or_create(labels.hash64(), &labels, Some(id), |_, _| {});
+                    if created {
+                        st.series += 1;
+                    } else if s.id != id {
+                        head.alias_id(id, s.clone());
+                    }
+                    if id / n < DENSE_IDS {
+                        let slot = (id / n) as usize;
+                        if dense.len() <= slot {
+                            dense.resize(slot + 1, None);
+                        }
+                        dense[slot] = Some(s);
+                    }
+                }
+                Item::Sample(id, t, v) => {
+                    let sparse;
+                    let found = if id / n < DENSE_IDS {
+                        dense.get((id / n) as usize).and_then(|s| s.as_ref())
+                    } else {
+                        sparse = head.by_id(id);
+                        sparse.as_ref()
+                    };
+                    let Some(s) = found else {
+                        st.unknown += 1;
+                        continue;
+                    };
+                    s.state.lock().append(s.id, t, v, &ctx)?;
+                    st.samples += 1;
+                }
+            }
+        }
+    }
+    Ok(st)
+}
