@@ -21,6 +21,8 @@ use series::MemSeries;
 
 const STRIPES: usize = 256;
 
+type IdStripe = HashMap<u64, Arc<MemSeries>>;
+
 /// Counters the head keeps for `/metrics`. Plain atomics: bumped on hot paths.
 #[derive(Default)]
 pub struct HeadStats {
@@ -46,7 +48,7 @@ pub(crate) struct Head {
     pub(crate) files: HeadChunkFiles,
     pub(crate) stats: HeadStats,
     by_hash: Box<[RwLock<HashStripe>]>,
-    by_id: Box<[RwLock<HashMap<u64, Arc<MemSeries>>>]>,
+    by_id: Box<[RwLock<IdStripe>]>,
     /// Next series id to hand out; ids are never reused.
     next_id: AtomicU64,
     num_series: AtomicU64,
@@ -70,7 +72,7 @@ impl Head {
         &self.by_hash[(hash as usize) % STRIPES]
     }
 
-    fn id_stripe(&self, id: u64) -> &RwLock<HashMap<u64, Arc<MemSeries>>> {
+    fn id_stripe(&self, id: u64) -> &RwLock<IdStripe> {
         &self.by_id[(id as usize) % STRIPES]
     }
 
@@ -149,10 +151,13 @@ impl Head {
         before_publish(id, labels);
         self.id_stripe(id).write().insert(id, s.clone());
         self.postings.add(id, &pairs);
-        if stripe.unique.contains_key(&hash) {
-            stripe.conflicts.entry(hash).or_default().push(s.clone());
-        } else {
-            stripe.unique.insert(hash, s.clone());
+        match stripe.unique.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                stripe.conflicts.entry(hash).or_default().push(s.clone())
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s.clone());
+            }
         }
         self.num_series.fetch_add(1, Ordering::Relaxed);
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
