@@ -52,7 +52,7 @@ fn series(kind: Kind, rng: &mut StdRng) -> Series {
     let mut ticks: i64 = rng.random_range(1_000_000..100_000_000);
     let mut bytes: i64 = rng.random_range(0..1 << 40);
     let mut mem: i64 = rng.random_range(1 << 30..1 << 34) & !4095;
-    let constant = (rng.random_range(1..1 << 20) * 4096) as f64;
+    let constant = (rng.random_range(1i64..1 << 20) * 4096) as f64;
     (0..SAMPLES_PER_CHUNK)
         .map(|_| {
             let v = match kind {

@@ -61,13 +61,13 @@ impl Default for XorChunk {
 }
 
 impl XorChunk {
-    /// An empty chunk with room for a typical 120-sample chunk.
+    /// An empty chunk with a 128-byte buffer, as Prometheus starts its chunks.
     pub fn new() -> Self {
         Self::with_capacity(DEFAULT_CAPACITY)
     }
 
-    /// An empty chunk whose buffer can hold `bytes` bytes before growing. The encoder keeps
-    /// [`SLACK`] zero bytes past the data, so a buffer of exactly the final chunk size grows once.
+    /// An empty chunk whose buffer starts with `bytes` bytes of capacity. The encoder keeps 27
+    /// zero bytes of slack past the data, so to never grow, ask for the expected size plus 27.
     pub fn with_capacity(bytes: usize) -> Self {
         let mut buf = Vec::with_capacity(bytes.max(HEADER_LEN));
         buf.extend_from_slice(&[0, 0]);
@@ -1372,6 +1372,12 @@ mod tests {
             prop_assert_eq!(&got[..], &want[..got.len()]);
             prop_assert!(err.is_some());
         }
+
+    }
+
+    // The CI stand-in for the fuzz targets: cheap cases, so many of them.
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
 
         #[test]
         fn prop_decode_arbitrary_bytes_never_panics(bytes in vec(any::<u8>(), 0..600)) {
