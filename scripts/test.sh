@@ -23,5 +23,13 @@ test -d ../shared/conformance || echo "test.sh: note: ../shared/conformance not 
 
 # One profile, one build: unit, integration (they run the binary this build produced) and
 # benchmarks in test mode (each benchmark body runs once, so they cannot rot).
-cargo test --workspace --all-targets --locked
-cargo test --workspace --doc --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
