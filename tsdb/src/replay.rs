@@ -48,7 +48,12 @@ pub(crate) fn replay_wal(head: &Head, dir: &Path) -> Result<ReplayStats, TsdbErr
         for _ in 0..n {
             let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(8);
             txs.push(tx);
-            handles.push(sc.spawn(move || replay_worker(head, n as u64, rx)));
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("wal-replay-{}", handles.len()))
+                    .spawn_scoped(sc, move || replay_worker(head, n as u64, rx))
+                    .map_err(|e| TsdbError::io(dir, e))?,
+            );
         }
         let mut pending: Vec<Vec<Item>> = (0..n).map(|_| Vec::with_capacity(BATCH)).collect();
         let push = |pending: &mut Vec<Vec<Item>>, k: usize, item: Item| {
