@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use hearth_ingest::IngestConfig;
 use hearth_tsdb::config::PromDuration;
 use hearth_tsdb::StorageConfig;
 use serde::Deserialize;
@@ -19,6 +20,7 @@ pub(crate) struct Config {
     pub(crate) global: GlobalConfig,
     pub(crate) storage: StorageConfig,
     pub(crate) server: ServerConfig,
+    pub(crate) ingest: IngestConfig,
 }
 
 /// Prometheus's `global:` section.

@@ -15,6 +15,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hearth_ingest::Ingest;
 use hearth_tsdb::http::DbSlot;
 use hearth_tsdb::Db;
 
@@ -23,6 +24,7 @@ use crate::config::Config;
 #[derive(Clone)]
 struct AppState {
     db: DbSlot,
+    ingest: Arc<Ingest>,
     start_time: f64,
 }
 
@@ -32,8 +34,10 @@ pub(crate) async fn run(cfg: Config, test_endpoints: bool) -> anyhow::Result<()>
         .with_context(|| format!("binding {}", cfg.server.listen_address))?;
     tracing::info!(address = %listener.local_addr()?, storage = %cfg.storage.path.display(), "hearth listening");
     let slot: DbSlot = Arc::new(OnceLock::new());
+    let ingest = Ingest::new(slot.clone(), cfg.ingest.clone());
     let state = AppState {
         db: slot.clone(),
+        ingest: ingest.clone(),
         start_time: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -43,7 +47,8 @@ pub(crate) async fn run(cfg: Config, test_endpoints: bool) -> anyhow::Result<()>
         .route("/-/healthy", get(|| async { "Hearth is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(state);
+        .with_state(state)
+        .merge(hearth_ingest::router(ingest));
     if test_endpoints {
         app = app.merge(hearth_tsdb::http::test_router(slot.clone()));
     }
@@ -111,6 +116,7 @@ async fn ready(State(st): State<AppState>) -> Response {
 
 async fn metrics(State(st): State<AppState>) -> Response {
     let db = st.db.get().cloned();
+    let ingest = st.ingest.clone();
     let start_time = st.start_time;
     let body = tokio::task::spawn_blocking(move || {
         let mut out = String::with_capacity(8192);
@@ -128,6 +134,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         if let Some(db) = db {
             db.write_metrics(&mut out);
         }
+        ingest.write_metrics(&mut out);
         out
     })
     .await

@@ -100,6 +100,12 @@ impl<'a> Appender<'a> {
         }
     }
 
+    /// The existing series with `labels`, without creating it (for callers that limit
+    /// series creation).
+    pub fn existing(&self, labels: &Labels) -> Option<SeriesRef> {
+        self.db.head.get(labels.hash64(), labels).map(SeriesRef)
+    }
+
     /// Finds or creates the series with `labels`.
     pub fn series(&mut self, labels: &Labels) -> Result<SeriesRef, TsdbError> {
         self.db.check_open()?;

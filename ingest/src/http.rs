@@ -1,0 +1,269 @@
+//! HTTP handlers of the ingest endpoints and the mapping of outcomes to status codes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hearth_tsdb::TsdbError;
+use parking_lot::Mutex;
+use serde_json::json;
+
+use crate::metadata::{kind_name, Metadata};
+use crate::remote_write::{self, Protocol};
+use crate::writer::{write_series, WriteOutcome};
+use crate::{Ingest, IngestError};
+
+/// Seconds a client is told to wait after a limit refused its samples.
+const RETRY_AFTER_SECS: &str = "30";
+
+/// The ingest routes. Body limits are enforced by the handlers themselves (compressed and
+/// decompressed), so axum's default limit is off.
+pub fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/api/v1/write", post(remote_write_handler))
+        .route("/api/v1/metadata", get(metadata_handler))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(ingest)
+}
+
+/// Requests by endpoint and status code, for `/metrics`.
+static REQUESTS: Mutex<BTreeMap<(&'static str, u16), u64>> = Mutex::new(BTreeMap::new());
+
+fn count(endpoint: &'static str, code: StatusCode) {
+    *REQUESTS
+        .lock()
+        .entry((endpoint, code.as_u16()))
+        .or_default() += 1;
+}
+
+pub(crate) fn write_request_metrics(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP hearth_ingest_requests_total Ingest requests by endpoint and HTTP status.\n# TYPE hearth_ingest_requests_total counter"
+    );
+    for ((e, c), n) in REQUESTS.lock().iter() {
+        let _ = writeln!(
+            out,
+            "hearth_ingest_requests_total{{endpoint=\"{e}\",code=\"{c}\"}} {n}"
+        );
+    }
+}
+
+fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
+    let mut msg = msg.into();
+    msg.push('\n');
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg,
+    )
+        .into_response()
+}
+
+/// Maps a request-level failure to the status the remote-write spec asks for.
+pub(crate) fn error_response(e: &IngestError) -> Response {
+    let status = match e {
+        IngestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        IngestError::NotReady | IngestError::Storage(TsdbError::Closed) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        IngestError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %e, "ingest request failed");
+    }
+    plain(status, e.to_string())
+}
+
+/// 204 when everything was written, 429 when a limit refused samples, 400 when any other
+/// sample was refused; the body names the refused series.
+pub(crate) fn outcome_response(out: &WriteOutcome) -> Response {
+    let mut resp = if out.series_errors.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else if out.limited() {
+        let mut r = plain(StatusCode::TOO_MANY_REQUESTS, out.error_text());
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+        r
+    } else {
+        plain(StatusCode::BAD_REQUEST, out.error_text())
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        "X-Prometheus-Remote-Write-Samples-Written",
+        HeaderValue::from(out.samples_written),
+    );
+    h.insert(
+        "X-Prometheus-Remote-Write-Histograms-Written",
+        HeaderValue::from(0),
+    );
+    h.insert(
+        "X-Prometheus-Remote-Write-Exemplars-Written",
+        HeaderValue::from(0),
+    );
+    resp
+}
+
+/// Reads a body of at most `max` bytes (0: no limit).
+pub(crate) async fn read_body(body: Body, max: usize) -> Result<axum::body::Bytes, IngestError> {
+    let limit = if max == 0 { usize::MAX } else { max };
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes fails only on a body over the limit or a broken connection.
+        if max > 0
+            && std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
+        {
+            IngestError::TooLarge(format!("request body exceeds the limit of {max} bytes"))
+        } else {
+            IngestError::BadRequest(format!("reading request body: {e}"))
+        }
+    })
+}
+
+async fn remote_write_handler(
+    State(ing): State<Arc<Ingest>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let resp = match remote_write(ing, headers, body).await {
+        Ok(out) => outcome_response(&out),
+        Err(e) => error_response(&e),
+    };
+    count("remote_write", resp.status());
+    resp
+}
+
+async fn remote_write(
+    ing: Arc<Ingest>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<WriteOutcome, IngestError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("<invalid>"));
+    let proto = remote_write::negotiate(ct).ok_or_else(|| {
+        IngestError::UnsupportedMediaType(format!(
+            "unsupported Content-Type {:?}; expected application/x-protobuf with proto=prometheus.WriteRequest or proto=io.prometheus.write.v2.Request",
+            ct.unwrap_or("")
+        ))
+    })?;
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        if !enc.as_bytes().eq_ignore_ascii_case(b"snappy") {
+            return Err(IngestError::UnsupportedMediaType(format!(
+                "unsupported Content-Encoding {:?}; remote write requires snappy",
+                String::from_utf8_lossy(enc.as_bytes())
+            )));
+        }
+    }
+    let body = read_body(body, ing.cfg.max_request_body_bytes).await?;
+    let Some(db) = ing.db.get().cloned() else {
+        return Err(IngestError::NotReady);
+    };
+    tokio::task::spawn_blocking(move || {
+        let raw = remote_write::decompress(&body, ing.cfg.max_decompressed_body_bytes)?;
+        drop(body);
+        let max_series = ing.cfg.max_series_per_request;
+        let decoded = match proto {
+            Protocol::V1 => remote_write::decode_v1(&raw, max_series)?,
+            Protocol::V2 => remote_write::decode_v2(&raw, max_series)?,
+        };
+        drop(raw);
+        for (family, t, help, unit) in decoded.metadata {
+            ing.metadata.record(
+                &family,
+                Metadata {
+                    kind: kind_name(t).to_string(),
+                    help,
+                    unit,
+                },
+            );
+        }
+        let require_sorted = true;
+        Ok(write_series(
+            &db,
+            &ing.cfg,
+            &ing.budget,
+            &ing.stats,
+            decoded.series,
+            require_sorted,
+        )?)
+    })
+    .await
+    .map_err(|e| {
+        IngestError::Storage(TsdbError::Internal {
+            detail: format!("remote write task failed: {e}"),
+        })
+    })?
+}
+
+fn api_error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(json!({"status": "error", "errorType": "bad_data", "error": msg.to_string()})),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/metadata` with `metric`, `limit`, `limit_per_metric`, as Prometheus serves it.
+async fn metadata_handler(State(ing): State<Arc<Ingest>>, RawQuery(q): RawQuery) -> Response {
+    let mut metric = None;
+    let mut limit = -1i64;
+    let mut limit_per_metric = -1i64;
+    let pairs: Vec<(String, String)> =
+        match serde_urlencoded_pairs(q.as_deref().unwrap_or_default()) {
+            Ok(p) => p,
+            Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
+        };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "metric" => metric = Some(v),
+            "limit" | "limit_per_metric" => {
+                let Ok(n) = v.parse::<i64>() else {
+                    return api_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid {k} value {v:?}: must be an integer"),
+                    );
+                };
+                if k == "limit" {
+                    limit = n
+                } else {
+                    limit_per_metric = n
+                }
+            }
+            _ => {}
+        }
+    }
+    let data = ing
+        .metadata
+        .query(metric.as_deref(), limit, limit_per_metric);
+    let data: serde_json::Map<String, serde_json::Value> = data
+        .into_iter()
+        .map(|(k, v)| {
+            let arr = v
+                .into_iter()
+                .map(|m| json!({"type": m.kind, "help": m.help, "unit": m.unit}))
+                .collect();
+            (k, serde_json::Value::Array(arr))
+        })
+        .collect();
+    Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// Decodes `a=b&c=d` (repeated keys kept, `+` and percent escapes decoded).
+pub(crate) fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>, String> {
+    let uri: axum::http::Uri = format!("/?{q}")
+        .parse()
+        .map_err(|e| format!("invalid query string: {e}"))?;
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| format!("invalid query string: {e}"))
+}

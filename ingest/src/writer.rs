@@ -1,0 +1,339 @@
+//! The one path every ingest protocol writes through: validate each series against the
+//! limits, admit new series against the global limits, append, commit durably, and say per
+//! series what was refused and why.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hearth_tsdb::labels::is_valid_label_name;
+use hearth_tsdb::{Db, Labels, RejectReason, TsdbError};
+use parking_lot::Mutex;
+
+use crate::config::IngestConfig;
+
+/// One series as decoded from a request.
+#[derive(Debug, Default, Clone)]
+pub struct SeriesInput {
+    /// Label pairs including `__name__`, as sent.
+    pub labels: Vec<(String, String)>,
+    pub samples: Vec<(i64, f64)>,
+    /// Native histogram samples sent for this series (refused: not supported yet).
+    pub histograms: usize,
+}
+
+/// Why (part of) a series was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    InvalidLabels,
+    TooManyLabels,
+    LabelNameTooLong,
+    LabelValueTooLong,
+    NativeHistogram,
+    TooOld,
+    DuplicateConflict,
+    MaxActiveSeries,
+    NewSeriesRate,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::InvalidLabels,
+        Reason::TooManyLabels,
+        Reason::LabelNameTooLong,
+        Reason::LabelValueTooLong,
+        Reason::NativeHistogram,
+        Reason::TooOld,
+        Reason::DuplicateConflict,
+        Reason::MaxActiveSeries,
+        Reason::NewSeriesRate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidLabels => "invalid_labels",
+            Reason::TooManyLabels => "too_many_labels",
+            Reason::LabelNameTooLong => "label_name_too_long",
+            Reason::LabelValueTooLong => "label_value_too_long",
+            Reason::NativeHistogram => "native_histogram",
+            Reason::TooOld => "too_old",
+            Reason::DuplicateConflict => "duplicate_conflict",
+            Reason::MaxActiveSeries => "max_active_series",
+            Reason::NewSeriesRate => "max_new_series_per_minute",
+        }
+    }
+
+    /// Limit refusals are worth retrying later (429); the rest never succeed (400).
+    pub fn is_limit(self) -> bool {
+        matches!(self, Reason::MaxActiveSeries | Reason::NewSeriesRate)
+    }
+}
+
+/// A refused series (or samples of it), for the response body.
+#[derive(Debug, Clone)]
+pub struct SeriesError {
+    pub series: String,
+    pub reason: Reason,
+    pub detail: String,
+    /// Samples of this series refused.
+    pub samples: usize,
+}
+
+/// What one request did.
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    pub samples_written: usize,
+    pub series_errors: Vec<SeriesError>,
+    pub samples_refused: usize,
+}
+
+/// Series errors listed in a response body at most.
+const MAX_LISTED: usize = 10;
+
+impl WriteOutcome {
+    pub fn limited(&self) -> bool {
+        self.series_errors.iter().any(|e| e.reason.is_limit())
+    }
+
+    /// A response body naming the first few refused series and why.
+    pub fn error_text(&self) -> String {
+        let mut s = format!(
+            "{} samples of {} series refused ({} samples written)",
+            self.samples_refused,
+            self.series_errors.len(),
+            self.samples_written
+        );
+        for e in self.series_errors.iter().take(MAX_LISTED) {
+            let _ = write!(s, "\n{}: {}: {}", e.series, e.reason.as_str(), e.detail);
+        }
+        if self.series_errors.len() > MAX_LISTED {
+            let _ = write!(
+                s,
+                "\n... and {} more",
+                self.series_errors.len() - MAX_LISTED
+            );
+        }
+        s
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct IngestStats {
+    pub samples_written: AtomicU64,
+    rejected: [AtomicU64; Reason::ALL.len()],
+}
+
+impl IngestStats {
+    pub fn rejected(&self, r: Reason) -> u64 {
+        self.rejected[r as usize].load(Ordering::Relaxed)
+    }
+    fn add(&self, r: Reason, n: usize) {
+        self.rejected[r as usize].fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Token bucket for new series: holds up to `per_minute` tokens, refilled continuously.
+pub(crate) struct NewSeriesBudget {
+    per_minute: u64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl NewSeriesBudget {
+    pub(crate) fn new(per_minute: u64) -> Self {
+        NewSeriesBudget {
+            per_minute,
+            state: Mutex::new((per_minute as f64, Instant::now())),
+        }
+    }
+
+    fn take(&self) -> bool {
+        if self.per_minute == 0 {
+            return true;
+        }
+        let mut st = self.state.lock();
+        let now = Instant::now();
+        let refill = now.duration_since(st.1).as_secs_f64() * self.per_minute as f64 / 60.0;
+        st.0 = (st.0 + refill).min(self.per_minute as f64);
+        st.1 = now;
+        if st.0 >= 1.0 {
+            st.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn display(labels: &[(String, String)]) -> String {
+    let name = labels
+        .iter()
+        .find(|(n, _)| n == "__name__")
+        .map_or("", |(_, v)| v.as_str());
+    let mut s = format!("{name}{{");
+    let mut first = true;
+    for (n, v) in labels.iter().filter(|(n, _)| n != "__name__") {
+        if !first {
+            s.push_str(", ");
+        }
+        first = false;
+        let _ = write!(s, "{n}={v:?}");
+    }
+    s.push('}');
+    s
+}
+
+/// Checks one series' labels against the per-series limits and the data model.
+fn check_labels(
+    cfg: &IngestConfig,
+    labels: Vec<(String, String)>,
+    require_sorted: bool,
+) -> Result<Labels, (Reason, String, Vec<(String, String)>)> {
+    if cfg.max_labels_per_series > 0 && labels.len() > cfg.max_labels_per_series {
+        let d = format!(
+            "{} labels, limit is {}",
+            labels.len(),
+            cfg.max_labels_per_series
+        );
+        return Err((Reason::TooManyLabels, d, labels));
+    }
+    for (n, v) in &labels {
+        if cfg.max_label_name_length > 0 && n.len() > cfg.max_label_name_length {
+            let d = format!(
+                "label name of {} bytes, limit is {}",
+                n.len(),
+                cfg.max_label_name_length
+            );
+            return Err((Reason::LabelNameTooLong, d, labels));
+        }
+        if cfg.max_label_value_length > 0 && v.len() > cfg.max_label_value_length {
+            let d = format!(
+                "value of label {n:?} has {} bytes, limit is {}",
+                v.len(),
+                cfg.max_label_value_length
+            );
+            return Err((Reason::LabelValueTooLong, d, labels));
+        }
+        if !is_valid_label_name(n) {
+            return Err((
+                Reason::InvalidLabels,
+                format!("invalid label name {n:?}"),
+                labels,
+            ));
+        }
+    }
+    if require_sorted {
+        for w in labels.windows(2) {
+            if w[0].0 >= w[1].0 {
+                let d = if w[0].0 == w[1].0 {
+                    format!("duplicate label name {:?}", w[0].0)
+                } else {
+                    format!("labels not sorted: {:?} before {:?}", w[0].0, w[1].0)
+                };
+                return Err((Reason::InvalidLabels, d, labels));
+            }
+        }
+    }
+    match Labels::new(labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
+        Ok(l) => Ok(l),
+        Err(e) => Err((Reason::InvalidLabels, e.to_string(), labels)),
+    }
+}
+
+/// Writes `series` into `db`. `Err` only for failures worth retrying (storage I/O, shutdown):
+/// per-series refusals are in the outcome, and what was accepted is durable either way.
+pub(crate) fn write_series(
+    db: &Db,
+    cfg: &IngestConfig,
+    budget: &NewSeriesBudget,
+    stats: &IngestStats,
+    series: impl IntoIterator<Item = SeriesInput>,
+    require_sorted: bool,
+) -> Result<WriteOutcome, TsdbError> {
+    let mut out = WriteOutcome::default();
+    let refuse = |out: &mut WriteOutcome, series: String, reason, detail: String, n: usize| {
+        stats.add(reason, n.max(1));
+        out.samples_refused += n;
+        out.series_errors.push(SeriesError {
+            series,
+            reason,
+            detail,
+            samples: n,
+        });
+    };
+    let mut app = db.appender();
+    for s in series {
+        if s.histograms > 0 {
+            refuse(
+                &mut out,
+                display(&s.labels),
+                Reason::NativeHistogram,
+                "native histograms are not supported yet".into(),
+                s.histograms,
+            );
+        }
+        if s.samples.is_empty() {
+            continue;
+        }
+        let labels = match check_labels(cfg, s.labels, require_sorted) {
+            Ok(l) => l,
+            Err((reason, detail, labels)) => {
+                refuse(&mut out, display(&labels), reason, detail, s.samples.len());
+                continue;
+            }
+        };
+        let r = match app.existing(&labels) {
+            Some(r) => r,
+            None => {
+                if cfg.max_active_series > 0 && db.num_series() >= cfg.max_active_series {
+                    let d = format!("limit of {} active series reached", cfg.max_active_series);
+                    let n = s.samples.len();
+                    refuse(&mut out, labels.to_string(), Reason::MaxActiveSeries, d, n);
+                    continue;
+                }
+                if !budget.take() {
+                    let d = format!(
+                        "limit of {} new series per minute reached",
+                        cfg.max_new_series_per_minute
+                    );
+                    let n = s.samples.len();
+                    refuse(&mut out, labels.to_string(), Reason::NewSeriesRate, d, n);
+                    continue;
+                }
+                app.series(&labels)?
+            }
+        };
+        for &(t, v) in &s.samples {
+            app.append(&r, t, v);
+        }
+    }
+    let report = app.commit()?;
+    out.samples_written = report.appended + report.duplicates;
+    stats
+        .samples_written
+        .fetch_add(report.appended as u64, Ordering::Relaxed);
+    for rej in &report.rejections {
+        let reason = match rej.reason {
+            RejectReason::TooOld => Reason::TooOld,
+            RejectReason::DuplicateConflict => Reason::DuplicateConflict,
+        };
+        out.series_errors.push(SeriesError {
+            series: rej.labels.to_string(),
+            reason,
+            detail: match rej.reason {
+                RejectReason::TooOld => format!(
+                    "sample at {} is older than the out-of-order window allows",
+                    rej.t
+                ),
+                RejectReason::DuplicateConflict => {
+                    format!("a different value is already stored at timestamp {}", rej.t)
+                }
+            },
+            samples: 1,
+        });
+    }
+    stats.add(Reason::TooOld, report.too_old);
+    stats.add(Reason::DuplicateConflict, report.duplicate_conflicts);
+    out.samples_refused += report.rejected();
+    Ok(out)
+}
