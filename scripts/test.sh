@@ -16,9 +16,11 @@ need_deb() {
 }
 
 command -v cargo >/dev/null || { echo "test.sh: cargo (Rust toolchain) is required" >&2; exit 1; }
-# Peers the tests run against are added here as issues bring them in (prometheus,
-# prometheus-node-exporter, prometheus-alertmanager, ...), e.g.:
-#   need_deb prometheus prometheus
+# Real peers the integration tests run against (Debian packages). A test whose peer is
+# missing fails; it never skips.
+need_deb prometheus prometheus
+need_deb promtool prometheus
+need_deb prometheus-node-exporter prometheus-node-exporter
 test -d ../shared/conformance || echo "test.sh: note: ../shared/conformance not found beside the repo" >&2
 
 # One profile, one build: unit, integration (they run the binary this build produced) and
