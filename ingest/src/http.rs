@@ -28,6 +28,7 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
     Router::new()
         .route("/api/v1/write", post(remote_write_handler))
         .route("/api/v1/metadata", get(metadata_handler))
+        .route("/api/v1/otlp/v1/metrics", post(otlp_handler))
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)
 }
@@ -266,4 +267,134 @@ pub(crate) fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>, S
     axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
         .map(|q| q.0)
         .map_err(|e| format!("invalid query string: {e}"))
+}
+
+/// Gunzips `body`, refusing output over `max` bytes (0: no limit) without reading further.
+pub(crate) fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, IngestError> {
+    use std::io::Read as _;
+    let limit = if max == 0 { u64::MAX } else { max as u64 + 1 };
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| IngestError::BadRequest(format!("invalid gzip body: {e}")))?;
+    if max > 0 && out.len() > max {
+        return Err(IngestError::TooLarge(format!(
+            "decompressed body exceeds the limit of {max} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Decodes `Content-Encoding` (gzip or none) with the decompressed-size limit.
+pub(crate) fn decode_content(
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+    max: usize,
+) -> Result<Vec<u8>, IngestError> {
+    match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+        None => Ok(body.to_vec()),
+        Some(e) if e.eq_ignore_ascii_case(b"identity") => Ok(body.to_vec()),
+        Some(e) if e.eq_ignore_ascii_case(b"gzip") => gunzip(&body, max),
+        Some(e) => Err(IngestError::UnsupportedMediaType(format!(
+            "unsupported Content-Encoding {:?}; use gzip or none",
+            String::from_utf8_lossy(e)
+        ))),
+    }
+}
+
+async fn otlp_handler(State(ing): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+    let resp = match otlp(ing, headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    count("otlp", resp.status());
+    resp
+}
+
+/// OTLP/HTTP metrics, protobuf encoding. Success is 200 with an
+/// `ExportMetricsServiceResponse` whose `partial_success` counts refused data points, as the
+/// OTLP spec asks; 429 when a series limit refused data; 400 when the body does not decode.
+async fn otlp(ing: Arc<Ingest>, headers: HeaderMap, body: Body) -> Result<Response, IngestError> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+    };
+    use prost::Message as _;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/x-protobuf")
+    {
+        return Err(IngestError::UnsupportedMediaType(format!(
+            "unsupported Content-Type {ct:?}; OTLP/HTTP metrics must be application/x-protobuf (JSON encoding is not supported)"
+        )));
+    }
+    let body = read_body(body, ing.cfg.max_request_body_bytes).await?;
+    let Some(db) = ing.db.get().cloned() else {
+        return Err(IngestError::NotReady);
+    };
+    tokio::task::spawn_blocking(move || {
+        let raw = decode_content(&headers, body, ing.cfg.max_decompressed_body_bytes)?;
+        let batch = crate::otlp::translate(&raw).map_err(|e| IngestError::BadRequest(e.to_string()))?;
+        drop(raw);
+        if ing.cfg.max_series_per_request > 0 && batch.series.len() > ing.cfg.max_series_per_request {
+            return Err(IngestError::BadRequest(format!(
+                "request has {} series, limit is {}",
+                batch.series.len(),
+                ing.cfg.max_series_per_request
+            )));
+        }
+        for m in batch.metadata {
+            ing.metadata.record(
+                &m.family,
+                Metadata {
+                    kind: m.kind.to_string(),
+                    help: m.help,
+                    unit: m.unit,
+                },
+            );
+        }
+        let series = batch.series.into_iter().map(|s| crate::writer::SeriesInput {
+            labels: s.labels,
+            samples: s.samples,
+            histograms: 0,
+        });
+        let out = write_series(&db, &ing.cfg, &ing.budget, &ing.stats, series, false)?;
+        if out.limited() {
+            return Ok(outcome_response(&out));
+        }
+        let mut messages: Vec<String> = batch.errors.iter().map(|e| e.to_string()).collect();
+        if !out.series_errors.is_empty() {
+            messages.push(out.error_text());
+        }
+        let partial = (!messages.is_empty()).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: out.samples_refused as i64,
+            error_message: messages.join("; "),
+        });
+        if let Some(p) = &partial {
+            tracing::warn!(rejected = p.rejected_data_points, message = %p.error_message, "OTLP data partly refused");
+        }
+        let body = ExportMetricsServiceResponse {
+            partial_success: partial,
+        }
+        .encode_to_vec();
+        Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            body,
+        )
+            .into_response())
+    })
+    .await
+    .map_err(|e| {
+        IngestError::Storage(TsdbError::Internal {
+            detail: format!("OTLP task failed: {e}"),
+        })
+    })?
 }

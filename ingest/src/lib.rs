@@ -12,6 +12,7 @@
 pub mod config;
 mod http;
 pub mod metadata;
+pub mod otlp;
 pub mod remote_write;
 pub mod writer;
 
