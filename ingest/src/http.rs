@@ -29,6 +29,7 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         .route("/api/v1/write", post(remote_write_handler))
         .route("/api/v1/metadata", get(metadata_handler))
         .route("/api/v1/otlp/v1/metrics", post(otlp_handler))
+        .route("/api/v1/import/prometheus", post(import_handler))
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)
 }
@@ -395,6 +396,85 @@ async fn otlp(ing: Arc<Ingest>, headers: HeaderMap, body: Body) -> Result<Respon
     .map_err(|e| {
         IngestError::Storage(TsdbError::Internal {
             detail: format!("OTLP task failed: {e}"),
+        })
+    })?
+}
+
+async fn import_handler(
+    State(ing): State<Arc<Ingest>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let resp = match import(ing, q, headers, body).await {
+        Ok(out) => {
+            let mut r = outcome_response(&out);
+            // Not a remote-write endpoint: drop its headers.
+            for h in [
+                "X-Prometheus-Remote-Write-Samples-Written",
+                "X-Prometheus-Remote-Write-Histograms-Written",
+                "X-Prometheus-Remote-Write-Exemplars-Written",
+            ] {
+                r.headers_mut().remove(h);
+            }
+            r
+        }
+        Err(e) => error_response(&e),
+    };
+    count("import_prometheus", resp.status());
+    resp
+}
+
+async fn import(
+    ing: Arc<Ingest>,
+    q: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<WriteOutcome, IngestError> {
+    let params = crate::import::parse_params(
+        serde_urlencoded_pairs(q.as_deref().unwrap_or_default())
+            .map_err(IngestError::BadRequest)?,
+    )?;
+    let format = crate::exposition::Format::from_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let body = read_body(body, ing.cfg.max_request_body_bytes).await?;
+    let Some(db) = ing.db.get().cloned() else {
+        return Err(IngestError::NotReady);
+    };
+    tokio::task::spawn_blocking(move || {
+        let raw = decode_content(&headers, body, ing.cfg.max_decompressed_body_bytes)?;
+        let text = std::str::from_utf8(&raw)
+            .map_err(|e| IngestError::BadRequest(format!("body is not valid UTF-8: {e}")))?;
+        let parsed = crate::import::parse_body(text, format, &params)?;
+        if ing.cfg.max_series_per_request > 0
+            && parsed.series.len() > ing.cfg.max_series_per_request
+        {
+            return Err(IngestError::BadRequest(format!(
+                "request has {} series, limit is {}",
+                parsed.series.len(),
+                ing.cfg.max_series_per_request
+            )));
+        }
+        for (family, m) in parsed.metadata {
+            ing.metadata.record(&family, m);
+        }
+        Ok(write_series(
+            &db,
+            &ing.cfg,
+            &ing.budget,
+            &ing.stats,
+            parsed.series,
+            false,
+        )?)
+    })
+    .await
+    .map_err(|e| {
+        IngestError::Storage(TsdbError::Internal {
+            detail: format!("import task failed: {e}"),
         })
     })?
 }

@@ -10,7 +10,9 @@
 //! reach into the storage engine's internals, evaluate queries, or scrape.
 
 pub mod config;
+pub mod exposition;
 mod http;
+pub mod import;
 pub mod metadata;
 pub mod otlp;
 pub mod remote_write;

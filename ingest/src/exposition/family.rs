@@ -53,7 +53,9 @@ impl<'a> Families<'a> {
             Meta::Unit => ("UNIT", seen.unit),
         };
         if duplicate {
-            return Err(format!("duplicate {what} line for metric family {family:?}"));
+            return Err(format!(
+                "duplicate {what} line for metric family {family:?}"
+            ));
         }
         let after_samples = match meta {
             Meta::Type(_) => true,

@@ -127,10 +127,19 @@ pub type Label<'a> = (&'a str, Cow<'a, str>);
 /// borrow of the input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry<'p, 'a> {
-    Help { family: &'a str, help: Cow<'a, str> },
-    Type { family: &'a str, kind: MetricType },
+    Help {
+        family: &'a str,
+        help: Cow<'a, str>,
+    },
+    Type {
+        family: &'a str,
+        kind: MetricType,
+    },
     /// OpenMetrics only.
-    Unit { family: &'a str, unit: &'a str },
+    Unit {
+        family: &'a str,
+        unit: &'a str,
+    },
     Sample(Sample<'p, 'a>),
 }
 
@@ -270,14 +279,23 @@ impl<'a> Parser<'a> {
             }
             Err(detail) => {
                 self.finished = true;
-                return Some(Err(ParseError { line: self.line.max(1), detail }));
+                return Some(Err(ParseError {
+                    line: self.line.max(1),
+                    detail,
+                }));
             }
         };
         Some(Ok(match parsed {
             Parsed::Help(family, help) => Entry::Help { family, help },
             Parsed::Type(family, kind) => Entry::Type { family, kind },
             Parsed::Unit(family, unit) => Entry::Unit { family, unit },
-            Parsed::Sample { name, label_count, value, timestamp_ms, exemplar } => {
+            Parsed::Sample {
+                name,
+                label_count,
+                value,
+                timestamp_ms,
+                exemplar,
+            } => {
                 let (labels, exemplar_labels) = self.labels.split_at(label_count);
                 Entry::Sample(Sample {
                     name,
@@ -359,8 +377,12 @@ impl<'a> Parser<'a> {
         };
         self.consume_newline();
         if is_help {
-            self.families.on_metadata(family, Meta::Help, Format::Text)?;
-            Ok(Some(Parsed::Help(family, unescape_help(text, Format::Text))))
+            self.families
+                .on_metadata(family, Meta::Help, Format::Text)?;
+            Ok(Some(Parsed::Help(
+                family,
+                unescape_help(text, Format::Text),
+            )))
         } else {
             let word = text.trim_end_matches([' ', '\t']);
             let kind = MetricType::from_type_line(word, Format::Text).ok_or_else(|| {
@@ -369,7 +391,8 @@ impl<'a> Parser<'a> {
                      summary or untyped"
                 )
             })?;
-            self.families.on_metadata(family, Meta::Type(kind), Format::Text)?;
+            self.families
+                .on_metadata(family, Meta::Type(kind), Format::Text)?;
             Ok(Some(Parsed::Type(family, kind)))
         }
     }
@@ -430,7 +453,9 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         let text = self.rest_of_line();
         if self.peek() != Some(b'\n') {
-            return Err(format!("expected a line feed at the end of the {keyword} line"));
+            return Err(format!(
+                "expected a line feed at the end of the {keyword} line"
+            ));
         }
         self.pos += 1;
         let om = Format::OpenMetrics;
@@ -536,7 +561,13 @@ impl<'a> Parser<'a> {
             self.consume_newline();
         }
         self.families.on_sample(name);
-        Ok(Parsed::Sample { name, label_count, value, timestamp_ms, exemplar })
+        Ok(Parsed::Sample {
+            name,
+            label_count,
+            value,
+            timestamp_ms,
+            exemplar,
+        })
     }
 
     /// `# {labels} value [timestamp]` after an OpenMetrics sample; `pos` is at
@@ -580,7 +611,10 @@ impl<'a> Parser<'a> {
     fn value_after_separator(&mut self, what: &str) -> Result<f64, String> {
         if self.format == Format::OpenMetrics {
             if self.peek() != Some(b' ') {
-                return Err(format!("expected a space before the {what}, found {}", self.show_here()));
+                return Err(format!(
+                    "expected a space before the {what}, found {}",
+                    self.show_here()
+                ));
             }
             self.pos += 1;
         } else {
@@ -601,10 +635,15 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 Ok(())
             }
-            None => Err("unexpected end of input: OpenMetrics lines end with '\\n' and the body \
+            None => Err(
+                "unexpected end of input: OpenMetrics lines end with '\\n' and the body \
                          with '# EOF'"
-                .into()),
-            Some(_) => Err(format!("expected the end of the line, found {}", self.show_here())),
+                    .into(),
+            ),
+            Some(_) => Err(format!(
+                "expected the end of the line, found {}",
+                self.show_here()
+            )),
         }
     }
 
@@ -664,8 +703,9 @@ impl<'a> Parser<'a> {
             }
             let value = self.label_value(label)?;
             if label == "__name__" {
-                return Err("label name \"__name__\" is reserved; put the metric name before '{'"
-                    .into());
+                return Err(
+                    "label name \"__name__\" is reserved; put the metric name before '{'".into(),
+                );
             }
             self.labels.push((label, value));
             if text {

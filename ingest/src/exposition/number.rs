@@ -267,13 +267,20 @@ mod tests {
         ] {
             assert_eq!(parse_value(s), Some(want), "{s}");
         }
-        assert_eq!(parse_value("-0").map(f64::to_bits), Some((-0.0f64).to_bits()));
+        assert_eq!(
+            parse_value("-0").map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
         for s in ["+Inf", "Inf", "inf", "infinity", "+Infinity"] {
             assert_eq!(parse_value(s), Some(f64::INFINITY), "{s}");
         }
         assert_eq!(parse_value("-Inf"), Some(f64::NEG_INFINITY));
         for s in ["NaN", "nan", "NAN"] {
-            assert_eq!(parse_value(s).map(f64::to_bits), Some(f64::NAN.to_bits()), "{s}");
+            assert_eq!(
+                parse_value(s).map(f64::to_bits),
+                Some(f64::NAN.to_bits()),
+                "{s}"
+            );
         }
         for s in [
             "", "-", ".", "e5", "1e", "1e+", "0x10", "0x1p3", "1_000", "abc", "1.5.5", "+NaN",
@@ -298,13 +305,20 @@ mod tests {
             "4.9e-324",
         ] {
             let want: f64 = s.parse().unwrap();
-            assert_eq!(parse_value(s).map(f64::to_bits), Some(want.to_bits()), "{s}");
+            assert_eq!(
+                parse_value(s).map(f64::to_bits),
+                Some(want.to_bits()),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn text_timestamps_are_integer_milliseconds() {
-        assert_eq!(parse_text_timestamp("1395066363000"), Some(1_395_066_363_000));
+        assert_eq!(
+            parse_text_timestamp("1395066363000"),
+            Some(1_395_066_363_000)
+        );
         assert_eq!(parse_text_timestamp("-5"), Some(-5));
         assert_eq!(parse_text_timestamp("1.5"), None);
         assert_eq!(parse_text_timestamp("99999999999999999999"), None);
@@ -328,7 +342,17 @@ mod tests {
         ] {
             assert_eq!(parse_om_timestamp(s), Some(want), "{s}");
         }
-        for s in ["", "-", ".", "NaN", "+Inf", "1e", "9223372036854775.808", "1e100", "1x"] {
+        for s in [
+            "",
+            "-",
+            ".",
+            "NaN",
+            "+Inf",
+            "1e",
+            "9223372036854775.808",
+            "1e100",
+            "1x",
+        ] {
             assert_eq!(parse_om_timestamp(s), None, "{s:?}");
         }
     }
