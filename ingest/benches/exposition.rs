@@ -80,7 +80,7 @@ fn node_exporter_body() -> String {
         out.push_str(&format!(
             "# HELP {m} Network device statistic.\n# TYPE {m} counter\n"
         ));
-        for i in 0..300 {
+        for i in 0..500 {
             let v = next() % 10_000_000_000;
             out.push_str(&format!("{m}{{device=\"veth{i:05x}\"}} {v}\n"));
         }
@@ -90,7 +90,7 @@ fn node_exporter_body() -> String {
     let les = [
         "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "10", "+Inf",
     ];
-    for d in 0..300 {
+    for d in 0..400 {
         let mut acc = 0u64;
         for le in les {
             acc += next() % 1000;

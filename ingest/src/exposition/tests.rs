@@ -17,6 +17,8 @@ enum Owned {
     Sample(OwnedSample),
 }
 
+type OwnedLabels = Vec<(String, String)>;
+
 #[derive(Debug, Clone, PartialEq)]
 struct OwnedSample {
     name: String,
@@ -24,7 +26,7 @@ struct OwnedSample {
     /// Bits, so NaN compares equal to itself and -0.0 differs from 0.0.
     value: u64,
     ts: Option<i64>,
-    exemplar: Option<(Vec<(String, String)>, u64, Option<i64>)>,
+    exemplar: Option<(OwnedLabels, u64, Option<i64>)>,
 }
 
 fn own_labels(labels: &[Label<'_>]) -> Vec<(String, String)> {
@@ -511,6 +513,14 @@ fn errors_in_samples() {
             "expected the end of the line after the timestamp",
         ),
         ("a{x=\"1\",x=\"2\"} 1\n", T, 1, "duplicate label name \"x\""),
+        (
+            "a 1\nb{x=\"1\",x=\"2\"} 1\n# EOF\n",
+            O,
+            2,
+            "duplicate label name \"x\"",
+        ),
+        ("a{__name__=\"b\"} 1\n# EOF\n", O, 1, "reserved"),
+        ("a{x=\"1\nb\"} 1\n# EOF\n", O, 1, "unterminated value"),
         ("a{__name__=\"b\"} 1\n", T, 1, "reserved"),
         ("foo.bar 1\n", T, 1, "invalid character '.' in metric name"),
         (
@@ -1025,7 +1035,7 @@ struct GenSample {
     labels: Vec<(String, String)>,
     value: f64,
     ts_ms: Option<i64>,
-    exemplar: Option<(Vec<(String, String)>, f64, Option<i64>)>,
+    exemplar: Option<(OwnedLabels, f64, Option<i64>)>,
 }
 
 fn label_value() -> impl Strategy<Value = String> {
