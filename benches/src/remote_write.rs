@@ -348,6 +348,12 @@ pub fn report(results: &[Measurement]) -> String {
         s,
         "(srv CPU: server utime+stime during the send phase; +settle: until after the flush and 1 s more; cli CPU: the senders)"
     );
+    if results.iter().any(|m| m.server_cpu_s < 2.0) {
+        let _ = writeln!(
+            s,
+            "WARNING: a server used under 2 CPU-seconds; /proc counts CPU in 10 ms ticks, so per-CPU figures are coarse: send more data"
+        );
+    }
     for m in results {
         let _ = writeln!(s, "{}: verified: {}", m.target.name(), m.verified);
         for n in &m.notes {
@@ -522,8 +528,12 @@ fn run_one(
                 .find(|l| l.starts_with("vm_app_version"))
                 .and_then(|l| l.split("short_version=\"").nth(1))
                 .and_then(|v| v.split('"').next())
+                .filter(|v| !v.is_empty())
             {
                 notes.push(format!("version {v}"));
+            } else if let Some(v) = dpkg_version("victoria-metrics") {
+                // Debian's build leaves vm_app_version empty.
+                notes.push(format!("version {v} (Debian package)"));
             }
         }
     }
@@ -650,6 +660,15 @@ fn run_one(
     })
 }
 
+fn dpkg_version(package: &str) -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", package])
+        .output()
+        .ok()?;
+    let v = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !v.is_empty()).then_some(v)
+}
+
 /// hearth's counters the verification reads, from its `/metrics` text.
 #[derive(Debug, Default, Clone, Copy)]
 struct HearthCounters {
@@ -662,10 +681,24 @@ struct HearthCounters {
     wal_commits: f64,
 }
 
+/// The sum of all series of metric `name` in an exposition-format text (NaN if absent).
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(f64::NAN)
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = match rest.strip_prefix('{') {
+                Some(r) => r.split_once('}')?.1,
+                None => rest,
+            };
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+        .collect();
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        values.iter().sum()
+    }
 }
 
 fn hearth_counters(text: &str) -> HearthCounters {
@@ -818,7 +851,9 @@ mod tests {
         );
         let q = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1712.5,"2000000"]}]}}"#;
         assert_eq!(json_value_string(q), Some(2_000_000.0));
-        let m = "# TYPE x counter\nhearth_tsdb_head_series_created_total 3\nhearth_tsdb_head_series 7\n";
+        let m = "# TYPE x counter\nhearth_tsdb_head_series_created_total 3\nhearth_tsdb_head_series 7\nr{a=\"b c\"} 2\nr{a=\"d\"} 3\n";
         assert_eq!(metric(m, "hearth_tsdb_head_series"), 7.0);
+        assert_eq!(metric(m, "r"), 5.0);
+        assert!(metric(m, "absent").is_nan());
     }
 }

@@ -222,22 +222,30 @@ fn check_labels(
             ));
         }
     }
-    if require_sorted {
-        for w in labels.windows(2) {
-            if w[0].0 >= w[1].0 {
-                let d = if w[0].0 == w[1].0 {
-                    format!("duplicate label name {:?}", w[0].0)
-                } else {
-                    format!("labels not sorted: {:?} before {:?}", w[0].0, w[1].0)
-                };
-                return Err((Reason::InvalidLabels, d, labels));
-            }
+    let mut labels = labels;
+    if !require_sorted {
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    for w in labels.windows(2) {
+        if w[0].0 >= w[1].0 {
+            let d = if w[0].0 == w[1].0 {
+                format!("duplicate label name {:?}", w[0].0)
+            } else {
+                format!("labels not sorted: {:?} before {:?}", w[0].0, w[1].0)
+            };
+            return Err((Reason::InvalidLabels, d, labels));
         }
     }
-    match Labels::new(labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
-        Ok(l) => Ok(l),
-        Err(e) => Err((Reason::InvalidLabels, e.to_string(), labels)),
+    if labels.iter().all(|(_, v)| v.is_empty()) {
+        return Err((
+            Reason::InvalidLabels,
+            "no labels with a value".into(),
+            labels,
+        ));
     }
+    // Everything `Labels` checks was checked above, so the strings move into the label set
+    // without being copied.
+    Labels::from_sorted(labels).map_err(|e| (Reason::InvalidLabels, e.to_string(), Vec::new()))
 }
 
 /// Writes `series` into `db`. `Err` only for failures worth retrying (storage I/O, shutdown):

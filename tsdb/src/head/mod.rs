@@ -89,9 +89,10 @@ impl Head {
         if s.syms.len() != labels.len() * 2 {
             return false;
         }
+        // One read lock for the whole comparison (lock order: hash stripe, then symbols).
+        let syms = self.symbols.read();
         labels.iter().enumerate().all(|(i, (n, v))| {
-            self.symbols.with_str(s.syms[2 * i], |x| x == n) == Some(true)
-                && self.symbols.with_str(s.syms[2 * i + 1], |x| x == v) == Some(true)
+            syms.str(s.syms[2 * i]) == Some(n) && syms.str(s.syms[2 * i + 1]) == Some(v)
         })
     }
 
