@@ -13,8 +13,8 @@ const V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
 
 fn label(n: &str, v: &str) -> proto::Label {
     proto::Label {
-        name: n.as_bytes().to_vec(),
-        value: v.as_bytes().to_vec(),
+        name: n.as_bytes().to_vec().into(),
+        value: v.as_bytes().to_vec().into(),
     }
 }
 
@@ -129,6 +129,20 @@ fn v1_write_partial_acceptance_and_idempotent_retry() {
                 &[(5000, 1.0)],
             ),
             series(&[("__name__", "rw_a"), ("job", "x")], &[(1000, 7.0)]),
+            proto::TimeSeries {
+                labels: vec![
+                    label("__name__", "rw_latin1"),
+                    proto::Label {
+                        name: b"city".to_vec().into(),
+                        value: vec![b'M', 0xfc, b'n'].into(),
+                    },
+                ],
+                samples: vec![proto::Sample {
+                    value: 1.0,
+                    timestamp: 5000,
+                }],
+                ..Default::default()
+            },
         ],
         metadata: vec![],
     };
@@ -206,7 +220,7 @@ fn v2_write_with_symbols_and_metadata() {
         "seconds",
     ];
     let req = v2::Request {
-        symbols: syms.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        symbols: syms.iter().map(|s| s.as_bytes().to_vec().into()).collect(),
         timeseries: vec![v2::TimeSeries {
             labels_refs: vec![1, 2, 3, 4],
             samples: vec![

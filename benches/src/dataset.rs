@@ -401,8 +401,8 @@ fn host_defs(rng: &mut StdRng, host: usize, want: usize) -> Vec<Def> {
 
 fn label(name: &str, value: &str) -> Label {
     Label {
-        name: name.as_bytes().to_vec(),
-        value: value.as_bytes().to_vec(),
+        name: name.as_bytes().to_vec().into(),
+        value: value.as_bytes().to_vec().into(),
     }
 }
 
@@ -588,7 +588,10 @@ pub fn check_dataset(hosts: &[Host], spec: &DatasetSpec) -> Result<(), String> {
 
 /// Label names strictly increasing (so sorted and unique), `__name__` first.
 pub fn check_labels(labels: &[Label]) -> Result<(), String> {
-    if labels.first().is_none_or(|l| l.name != b"__name__") {
+    if labels
+        .first()
+        .is_none_or(|l| l.name.as_ref() != b"__name__")
+    {
         return Err(format!("{} does not start with __name__", show(labels)));
     }
     if labels.windows(2).any(|w| w[0].name >= w[1].name) {

@@ -457,8 +457,8 @@ fn warmup_body(ts: i64) -> Vec<u8> {
 
 fn label(name: &str, value: &str) -> Label {
     Label {
-        name: name.as_bytes().to_vec(),
-        value: value.as_bytes().to_vec(),
+        name: name.as_bytes().to_vec().into(),
+        value: value.as_bytes().to_vec().into(),
     }
 }
 

@@ -48,8 +48,8 @@ fn tiny_dataset_round_trips_through_remote_write_encoding() {
                         let instance = ts
                             .labels
                             .iter()
-                            .find(|l| l.name == b"instance")
-                            .map(|l| String::from_utf8(l.value.clone()).unwrap())
+                            .find(|l| l.name.as_ref() == b"instance")
+                            .map(|l| String::from_utf8(l.value.to_vec()).unwrap())
                             .expect("every series has an instance label");
                         per_host.entry(instance).or_default().insert(key.clone());
                         for sample in &ts.samples {

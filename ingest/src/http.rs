@@ -175,10 +175,9 @@ async fn remote_write(
         drop(body);
         let max_series = ing.cfg.max_series_per_request;
         let decoded = match proto {
-            Protocol::V1 => remote_write::decode_v1(&raw, max_series)?,
-            Protocol::V2 => remote_write::decode_v2(&raw, max_series)?,
+            Protocol::V1 => remote_write::decode_v1(raw.into(), max_series)?,
+            Protocol::V2 => remote_write::decode_v2(raw.into(), max_series)?,
         };
-        drop(raw);
         for (family, t, help, unit) in decoded.metadata {
             ing.metadata.record(
                 &family,
@@ -362,7 +361,7 @@ async fn otlp(ing: Arc<Ingest>, headers: HeaderMap, body: Body) -> Result<Respon
             );
         }
         let series = batch.series.into_iter().map(|s| crate::writer::SeriesInput {
-            labels: s.labels,
+            labels: crate::writer::owned_labels(s.labels),
             samples: s.samples,
             histograms: 0,
         });

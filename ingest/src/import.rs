@@ -176,7 +176,7 @@ pub fn parse_body(
                     None => {
                         index.insert(labels.clone(), out.series.len());
                         out.series.push(SeriesInput {
-                            labels,
+                            labels: crate::writer::owned_labels(labels),
                             samples: vec![(t, s.value)],
                             histograms: 0,
                         });
@@ -267,14 +267,14 @@ mod tests {
         let s = &r.series[0];
         assert_eq!(
             s.labels,
-            vec![
+            crate::writer::owned_labels(vec![
                 (
                     "__name__".to_string(),
                     "backup_duration_seconds".to_string()
                 ),
                 ("host".into(), "a".into()),
                 ("job".into(), "backup".into())
-            ]
+            ])
         );
         assert_eq!(s.samples, vec![(1000, 12.5), (5000, 13.0)]);
         let (_, m) = r

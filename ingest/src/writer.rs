@@ -3,6 +3,8 @@
 //! series what was refused and why.
 
 use std::fmt::Write as _;
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -15,11 +17,21 @@ use crate::config::IngestConfig;
 /// One series as decoded from a request.
 #[derive(Debug, Default, Clone)]
 pub struct SeriesInput {
-    /// Label pairs including `__name__`, as sent.
-    pub labels: Vec<(String, String)>,
+    /// Label pairs including `__name__`, as sent: raw bytes (usually slices of the request
+    /// buffer), checked for UTF-8 here, so that decoding never copies label strings.
+    pub labels: Vec<(Bytes, Bytes)>,
     pub samples: Vec<(i64, f64)>,
     /// Native histogram samples sent for this series (refused: not supported yet).
     pub histograms: usize,
+}
+
+/// Label pairs as owned strings, for sources that build them (push import, OTLP): moved
+/// into `Bytes` without copying.
+pub fn owned_labels(labels: Vec<(String, String)>) -> Vec<(Bytes, Bytes)> {
+    labels
+        .into_iter()
+        .map(|(n, v)| (Bytes::from(n), Bytes::from(v)))
+        .collect()
 }
 
 /// Why (part of) a series was refused.
@@ -165,14 +177,16 @@ impl NewSeriesBudget {
     }
 }
 
-fn display(labels: &[(String, String)]) -> String {
+fn display<S: AsRef<[u8]>>(labels: &[(S, S)]) -> String {
+    let lossy = |b: &S| String::from_utf8_lossy(b.as_ref()).into_owned();
     let name = labels
         .iter()
-        .find(|(n, _)| n == "__name__")
-        .map_or("", |(_, v)| v.as_str());
+        .find(|(n, _)| n.as_ref() == b"__name__")
+        .map_or(String::new(), |(_, v)| lossy(v));
     let mut s = format!("{name}{{");
     let mut first = true;
-    for (n, v) in labels.iter().filter(|(n, _)| n != "__name__") {
+    for (n, v) in labels.iter().filter(|(n, _)| n.as_ref() != b"__name__") {
+        let (n, v) = (lossy(n), lossy(v));
         if !first {
             s.push_str(", ");
         }
@@ -188,14 +202,14 @@ fn check_labels(
     cfg: &IngestConfig,
     labels: Vec<(String, String)>,
     require_sorted: bool,
-) -> Result<Labels, (Reason, String, Vec<(String, String)>)> {
+) -> Result<Labels, (Reason, String)> {
     if cfg.max_labels_per_series > 0 && labels.len() > cfg.max_labels_per_series {
         let d = format!(
             "{} labels, limit is {}",
             labels.len(),
             cfg.max_labels_per_series
         );
-        return Err((Reason::TooManyLabels, d, labels));
+        return Err((Reason::TooManyLabels, d));
     }
     for (n, v) in &labels {
         if cfg.max_label_name_length > 0 && n.len() > cfg.max_label_name_length {
@@ -204,7 +218,7 @@ fn check_labels(
                 n.len(),
                 cfg.max_label_name_length
             );
-            return Err((Reason::LabelNameTooLong, d, labels));
+            return Err((Reason::LabelNameTooLong, d));
         }
         if cfg.max_label_value_length > 0 && v.len() > cfg.max_label_value_length {
             let d = format!(
@@ -212,14 +226,10 @@ fn check_labels(
                 v.len(),
                 cfg.max_label_value_length
             );
-            return Err((Reason::LabelValueTooLong, d, labels));
+            return Err((Reason::LabelValueTooLong, d));
         }
         if !is_valid_label_name(n) {
-            return Err((
-                Reason::InvalidLabels,
-                format!("invalid label name {n:?}"),
-                labels,
-            ));
+            return Err((Reason::InvalidLabels, format!("invalid label name {n:?}")));
         }
     }
     let mut labels = labels;
@@ -233,19 +243,15 @@ fn check_labels(
             } else {
                 format!("labels not sorted: {:?} before {:?}", w[0].0, w[1].0)
             };
-            return Err((Reason::InvalidLabels, d, labels));
+            return Err((Reason::InvalidLabels, d));
         }
     }
     if labels.iter().all(|(_, v)| v.is_empty()) {
-        return Err((
-            Reason::InvalidLabels,
-            "no labels with a value".into(),
-            labels,
-        ));
+        return Err((Reason::InvalidLabels, "no labels with a value".into()));
     }
     // Everything `Labels` checks was checked above, so the strings move into the label set
     // without being copied.
-    Labels::from_sorted(labels).map_err(|e| (Reason::InvalidLabels, e.to_string(), Vec::new()))
+    Labels::from_sorted(labels).map_err(|e| (Reason::InvalidLabels, e.to_string()))
 }
 
 /// Writes `series` into `db`. `Err` only for failures worth retrying (storage I/O, shutdown):
@@ -283,32 +289,68 @@ pub(crate) fn write_series(
         if s.samples.is_empty() {
             continue;
         }
-        let labels = match check_labels(cfg, s.labels, require_sorted) {
-            Ok(l) => l,
-            Err((reason, detail, labels)) => {
-                refuse(&mut out, display(&labels), reason, detail, s.samples.len());
-                continue;
+        // Fast path: borrowed strings, no allocation, no validation — an existing series was
+        // validated when it was created, and only an exact (sorted, valid) match finds one.
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len());
+        let mut utf8_ok = true;
+        for (n, v) in &s.labels {
+            match (std::str::from_utf8(n), std::str::from_utf8(v)) {
+                (Ok(n), Ok(v)) if !v.is_empty() => pairs.push((n, v)),
+                (Ok(_), Ok(_)) => {}
+                _ => utf8_ok = false,
             }
-        };
-        let r = match app.existing(&labels) {
+        }
+        if !utf8_ok {
+            let n = s.samples.len();
+            refuse(
+                &mut out,
+                display(&s.labels),
+                Reason::InvalidLabels,
+                "label is not valid UTF-8".into(),
+                n,
+            );
+            continue;
+        }
+        if !require_sorted {
+            pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        let r = match app.existing_pairs(&pairs) {
             Some(r) => r,
             None => {
-                if cfg.max_active_series > 0 && db.num_series() >= cfg.max_active_series {
-                    let d = format!("limit of {} active series reached", cfg.max_active_series);
-                    let n = s.samples.len();
-                    refuse(&mut out, labels.to_string(), Reason::MaxActiveSeries, d, n);
-                    continue;
+                let owned = pairs
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect();
+                let labels = match check_labels(cfg, owned, require_sorted) {
+                    Ok(l) => l,
+                    Err((reason, detail)) => {
+                        let n = s.samples.len();
+                        refuse(&mut out, display(&s.labels), reason, detail, n);
+                        continue;
+                    }
+                };
+                match app.existing(&labels) {
+                    Some(r) => r,
+                    None => {
+                        if cfg.max_active_series > 0 && db.num_series() >= cfg.max_active_series {
+                            let d =
+                                format!("limit of {} active series reached", cfg.max_active_series);
+                            let n = s.samples.len();
+                            refuse(&mut out, labels.to_string(), Reason::MaxActiveSeries, d, n);
+                            continue;
+                        }
+                        if !budget.take() {
+                            let d = format!(
+                                "limit of {} new series per minute reached",
+                                cfg.max_new_series_per_minute
+                            );
+                            let n = s.samples.len();
+                            refuse(&mut out, labels.to_string(), Reason::NewSeriesRate, d, n);
+                            continue;
+                        }
+                        app.series(&labels)?
+                    }
                 }
-                if !budget.take() {
-                    let d = format!(
-                        "limit of {} new series per minute reached",
-                        cfg.max_new_series_per_minute
-                    );
-                    let n = s.samples.len();
-                    refuse(&mut out, labels.to_string(), Reason::NewSeriesRate, d, n);
-                    continue;
-                }
-                app.series(&labels)?
             }
         };
         for &(t, v) in &s.samples {

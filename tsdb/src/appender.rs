@@ -106,6 +106,15 @@ impl<'a> Appender<'a> {
         self.db.head.get(labels.hash64(), labels).map(SeriesRef)
     }
 
+    /// The existing series with exactly these label pairs (sorted by name, as a valid label
+    /// set is), looked up without allocating: the fast path for decoded requests whose series
+    /// mostly exist already. A pair sequence that is not a valid sorted label set simply
+    /// finds nothing.
+    pub fn existing_pairs(&self, pairs: &[(&str, &str)]) -> Option<SeriesRef> {
+        let hash = crate::labels::hash_pairs(pairs.iter().copied());
+        self.db.head.get_pairs(hash, pairs).map(SeriesRef)
+    }
+
     /// Finds or creates the series with `labels`.
     pub fn series(&mut self, labels: &Labels) -> Result<SeriesRef, TsdbError> {
         self.db.check_open()?;

@@ -30,6 +30,23 @@ pub struct Labels {
     pairs: Vec<(String, String)>,
 }
 
+/// Hash of a sorted label sequence given as string pairs, so a caller holding borrowed
+/// strings (a decoded request) can look a series up without building a [`Labels`]. Uses
+/// foldhash (fast on short strings; the hash is in-memory only). `0xff` cannot occur in UTF-8,
+/// so it separates strings unambiguously.
+pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    use std::hash::BuildHasher;
+    const SEED: u64 = 0x6865_6172_7468_7473;
+    let mut h = foldhash::fast::FixedState::with_seed(SEED).build_hasher();
+    for (n, v) in pairs {
+        h.write(n.as_bytes());
+        h.write_u8(0xff);
+        h.write(v.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
 /// Whether `name` is a valid Prometheus label name.
 pub fn is_valid_label_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -107,7 +124,7 @@ impl Labels {
         self.get(METRIC_NAME)
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
         self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
@@ -121,16 +138,9 @@ impl Labels {
 
     /// A 64-bit hash of the label set, used to find series. Collisions are possible and
     /// handled by the caller; the value is not stable across hearth versions and is never
-    /// stored on disk.
+    /// stored on disk. Equal to [`hash_pairs`] over the same pairs.
     pub fn hash64(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for (n, v) in &self.pairs {
-            h.write(n.as_bytes());
-            h.write_u8(0xff);
-            h.write(v.as_bytes());
-            h.write_u8(0xff);
-        }
-        h.finish()
+        hash_pairs(self.iter())
     }
 
     pub fn into_pairs(self) -> Vec<(String, String)> {

@@ -13,6 +13,7 @@
 
 pub mod proto;
 
+use prost::bytes::Bytes;
 use prost::Message;
 
 use crate::writer::SeriesInput;
@@ -86,17 +87,9 @@ pub struct Decoded {
     pub exemplars: usize,
 }
 
-fn utf8(b: Vec<u8>, what: &str) -> Result<String, String> {
-    String::from_utf8(b).map_err(|e| {
-        format!(
-            "{what} is not valid UTF-8: {:?}",
-            String::from_utf8_lossy(e.as_bytes())
-        )
-    })
-}
-
-/// Decodes a 1.0 `WriteRequest`.
-pub fn decode_v1(buf: &[u8], max_series: usize) -> Result<Decoded, IngestError> {
+/// Decodes a 1.0 `WriteRequest`. Label strings stay `Bytes` slices of `buf` (UTF-8 is
+/// checked per series by the writer, so one bad series does not sink the request).
+pub fn decode_v1(buf: Bytes, max_series: usize) -> Result<Decoded, IngestError> {
     let req = proto::WriteRequest::decode(buf)
         .map_err(|e| IngestError::BadRequest(format!("invalid protobuf WriteRequest: {e}")))?;
     if max_series > 0 && req.timeseries.len() > max_series {
@@ -109,23 +102,10 @@ pub fn decode_v1(buf: &[u8], max_series: usize) -> Result<Decoded, IngestError> 
         series: Vec::with_capacity(req.timeseries.len()),
         ..Decoded::default()
     };
-    let mut bad = Vec::new();
     for ts in req.timeseries {
         out.exemplars += ts.exemplars.len();
-        let mut labels = Vec::with_capacity(ts.labels.len());
-        let mut err = None;
-        for l in ts.labels {
-            match (utf8(l.name, "label name"), utf8(l.value, "label value")) {
-                (Ok(n), Ok(v)) => labels.push((n, v)),
-                (Err(e), _) | (_, Err(e)) => err = Some(e),
-            }
-        }
-        if let Some(e) = err {
-            bad.push(e);
-            continue;
-        }
         out.series.push(SeriesInput {
-            labels,
+            labels: ts.labels.into_iter().map(|l| (l.name, l.value)).collect(),
             samples: ts.samples.iter().map(|s| (s.timestamp, s.value)).collect(),
             histograms: ts.histograms.len(),
         });
@@ -139,18 +119,11 @@ pub fn decode_v1(buf: &[u8], max_series: usize) -> Result<Decoded, IngestError> 
             out.metadata.push((f, m.r#type, h, u));
         }
     }
-    if !bad.is_empty() {
-        return Err(IngestError::BadRequest(format!(
-            "{} series with invalid UTF-8 labels; first: {}",
-            bad.len(),
-            bad[0]
-        )));
-    }
     Ok(out)
 }
 
-/// Decodes a 2.0 `Request` (symbol table + references).
-pub fn decode_v2(buf: &[u8], max_series: usize) -> Result<Decoded, IngestError> {
+/// Decodes a 2.0 `Request` (symbol table + references); symbols stay `Bytes` slices of `buf`.
+pub fn decode_v2(buf: Bytes, max_series: usize) -> Result<Decoded, IngestError> {
     let req = proto::v2::Request::decode(buf)
         .map_err(|e| IngestError::BadRequest(format!("invalid protobuf v2 Request: {e}")))?;
     if max_series > 0 && req.timeseries.len() > max_series {
@@ -159,20 +132,19 @@ pub fn decode_v2(buf: &[u8], max_series: usize) -> Result<Decoded, IngestError> 
             req.timeseries.len()
         )));
     }
-    let symbols: Vec<String> = req
-        .symbols
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| utf8(s, &format!("symbol {i}")))
-        .collect::<Result<_, _>>()
-        .map_err(IngestError::BadRequest)?;
-    let sym = |r: u32| -> Result<&str, IngestError> {
-        symbols.get(r as usize).map(String::as_str).ok_or_else(|| {
+    let symbols = req.symbols;
+    let sym = |r: u32| -> Result<Bytes, IngestError> {
+        symbols.get(r as usize).cloned().ok_or_else(|| {
             IngestError::BadRequest(format!(
                 "symbol reference {r} out of range (symbols table has {} entries)",
                 symbols.len()
             ))
         })
+    };
+    let sym_str = |r: u32| -> Result<String, IngestError> {
+        let b = sym(r)?;
+        String::from_utf8(b.to_vec())
+            .map_err(|_| IngestError::BadRequest(format!("symbol {r} is not valid UTF-8")))
     };
     let mut out = Decoded {
         series: Vec::with_capacity(req.timeseries.len()),
@@ -187,22 +159,19 @@ pub fn decode_v2(buf: &[u8], max_series: usize) -> Result<Decoded, IngestError> 
         }
         let mut labels = Vec::with_capacity(ts.labels_refs.len() / 2);
         for p in ts.labels_refs.chunks_exact(2) {
-            labels.push((sym(p[0])?.to_string(), sym(p[1])?.to_string()));
+            labels.push((sym(p[0])?, sym(p[1])?));
         }
         out.exemplars += ts.exemplars.len();
         if let Some(m) = ts.metadata {
             if m.r#type != 0 || m.help_ref != 0 || m.unit_ref != 0 {
                 let name = labels
                     .iter()
-                    .find(|(n, _)| n == "__name__")
-                    .map(|(_, v)| family_name(v, m.r#type).to_string())
+                    .find(|(n, _)| n.as_ref() == b"__name__")
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                    .map(|v| family_name(v, m.r#type).to_string())
                     .unwrap_or_default();
-                out.metadata.push((
-                    name,
-                    m.r#type,
-                    sym(m.help_ref)?.to_string(),
-                    sym(m.unit_ref)?.to_string(),
-                ));
+                out.metadata
+                    .push((name, m.r#type, sym_str(m.help_ref)?, sym_str(m.unit_ref)?));
             }
         }
         out.series.push(SeriesInput {
@@ -281,7 +250,7 @@ mod tests {
     fn v2_symbols_resolve_and_bad_refs_fail() {
         let req = proto::v2::Request {
             symbols: ["", "__name__", "up", "job", "node", "help text", "seconds"]
-                .map(|s| s.as_bytes().to_vec())
+                .map(Bytes::from)
                 .to_vec(),
             timeseries: vec![proto::v2::TimeSeries {
                 labels_refs: vec![1, 2, 3, 4],
@@ -297,12 +266,12 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let d = decode_v2(&req.encode_to_vec(), 0).unwrap();
+        let d = decode_v2(req.encode_to_vec().into(), 0).unwrap();
         assert_eq!(
             d.series[0].labels,
             vec![
-                ("__name__".to_string(), "up".to_string()),
-                ("job".into(), "node".into())
+                (Bytes::from("__name__"), Bytes::from("up")),
+                (Bytes::from("job"), Bytes::from("node"))
             ]
         );
         assert_eq!(d.series[0].samples, vec![(1000, 1.0)]);
@@ -312,19 +281,19 @@ mod tests {
         );
         let mut bad = req.clone();
         bad.timeseries[0].labels_refs = vec![1, 99];
-        assert!(decode_v2(&bad.encode_to_vec(), 0).is_err());
+        assert!(decode_v2(bad.encode_to_vec().into(), 0).is_err());
         let mut odd = req;
         odd.timeseries[0].labels_refs = vec![1];
-        assert!(decode_v2(&odd.encode_to_vec(), 0).is_err());
+        assert!(decode_v2(odd.encode_to_vec().into(), 0).is_err());
     }
 
     #[test]
-    fn v1_invalid_utf8_is_a_bad_request() {
+    fn v1_labels_pass_through_as_bytes() {
         let req = proto::WriteRequest {
             timeseries: vec![proto::TimeSeries {
                 labels: vec![proto::Label {
-                    name: b"__name__".to_vec(),
-                    value: vec![0xff, 0xfe],
+                    name: Bytes::from("__name__"),
+                    value: Bytes::from_static(&[0xff, 0xfe]),
                 }],
                 samples: vec![proto::Sample {
                     value: 1.0,
@@ -334,8 +303,14 @@ mod tests {
             }],
             metadata: vec![],
         };
-        let err = decode_v1(&req.encode_to_vec(), 0).unwrap_err();
-        assert!(err.to_string().contains("UTF-8"), "{err}");
+        let d = decode_v1(req.encode_to_vec().into(), 0).unwrap();
+        assert_eq!(d.series[0].labels[0].1.as_ref(), &[0xff, 0xfe]);
+        assert!(decode_v1(req.encode_to_vec().into(), 0).is_ok());
+        let many = proto::WriteRequest {
+            timeseries: vec![proto::TimeSeries::default(); 3],
+            metadata: vec![],
+        };
+        assert!(decode_v1(many.encode_to_vec().into(), 2).is_err());
     }
 
     #[test]

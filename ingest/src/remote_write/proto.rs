@@ -29,14 +29,15 @@ pub struct TimeSeries {
     pub histograms: Vec<Vec<u8>>,
 }
 
-/// `prometheus.Label`. Strings are decoded as bytes so that a label that is not UTF-8 can be
-/// refused with an error naming its series instead of failing the whole message.
+/// `prometheus.Label`. Strings are decoded as `Bytes` slices of the request buffer: no copy
+/// and no allocation per label, and a label that is not UTF-8 can be refused with an error
+/// naming its series instead of failing the whole message.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Label {
-    #[prost(bytes = "vec", tag = "1")]
-    pub name: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub name: prost::bytes::Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: prost::bytes::Bytes,
 }
 
 /// `prometheus.Sample` (shared by 1.0 and 2.0: same field numbers).
@@ -79,9 +80,10 @@ pub mod v2 {
     /// `io.prometheus.write.v2.Request`.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Request {
-        /// De-duplicated strings; must start with "". Bytes, checked for UTF-8 by the decoder.
-        #[prost(bytes = "vec", repeated, tag = "4")]
-        pub symbols: Vec<Vec<u8>>,
+        /// De-duplicated strings; must start with "". `Bytes` slices of the request buffer,
+        /// checked for UTF-8 when used.
+        #[prost(bytes = "bytes", repeated, tag = "4")]
+        pub symbols: Vec<prost::bytes::Bytes>,
         #[prost(message, repeated, tag = "5")]
         pub timeseries: Vec<TimeSeries>,
     }

@@ -84,35 +84,48 @@ impl Head {
         self.id_stripe(id).read().get(&id).cloned()
     }
 
-    /// Whether `s` carries exactly `labels`.
-    fn same_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
+    /// Whether `s` carries exactly the label pairs `labels` (sorted, as series store them).
+    fn same_labels<'a>(
+        &self,
+        s: &MemSeries,
+        labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    ) -> bool {
         if s.syms.len() != labels.len() * 2 {
             return false;
         }
         // One read lock for the whole comparison (lock order: hash stripe, then symbols).
         let syms = self.symbols.read();
-        labels.iter().enumerate().all(|(i, (n, v))| {
+        labels.enumerate().all(|(i, (n, v))| {
             syms.str(s.syms[2 * i]) == Some(n) && syms.str(s.syms[2 * i + 1]) == Some(v)
         })
     }
 
-    fn find_in(&self, stripe: &HashStripe, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
+    fn find_in<'a, I>(&self, stripe: &HashStripe, hash: u64, labels: I) -> Option<Arc<MemSeries>>
+    where
+        I: ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+    {
         if let Some(s) = stripe.unique.get(&hash) {
-            if self.same_labels(s, labels) {
+            if self.same_labels(s, labels.clone()) {
                 return Some(s.clone());
             }
             return stripe
                 .conflicts
                 .get(&hash)?
                 .iter()
-                .find(|s| self.same_labels(s, labels))
+                .find(|s| self.same_labels(s, labels.clone()))
                 .cloned();
         }
         None
     }
 
+    /// The series with exactly these sorted label pairs, whose [`crate::labels::hash_pairs`]
+    /// is `hash`.
+    pub(crate) fn get_pairs(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<Arc<MemSeries>> {
+        self.find_in(&self.hash_stripe(hash).read(), hash, pairs.iter().copied())
+    }
+
     pub(crate) fn get(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
-        self.find_in(&self.hash_stripe(hash).read(), hash, labels)
+        self.find_in(&self.hash_stripe(hash).read(), hash, labels.iter())
     }
 
     /// Returns the series with `labels`, creating it if needed. `id` fixes the id (WAL
@@ -131,7 +144,7 @@ impl Head {
             return (s, false);
         }
         let mut stripe = self.hash_stripe(hash).write();
-        if let Some(s) = self.find_in(&stripe, hash, labels) {
+        if let Some(s) = self.find_in(&stripe, hash, labels.iter()) {
             return (s, false);
         }
         let id = match id {
