@@ -194,7 +194,7 @@ async fn remote_write(
             &ing.cfg,
             &ing.budget,
             &ing.stats,
-            decoded.series,
+            &decoded.series,
             require_sorted,
         )?)
     })
@@ -360,12 +360,16 @@ async fn otlp(ing: Arc<Ingest>, headers: HeaderMap, body: Body) -> Result<Respon
                 },
             );
         }
-        let series = batch.series.into_iter().map(|s| crate::writer::SeriesInput {
-            labels: crate::writer::owned_labels(s.labels),
-            samples: s.samples,
-            histograms: 0,
-        });
-        let out = write_series(&db, &ing.cfg, &ing.budget, &ing.stats, series, false)?;
+        let series: Vec<_> = batch
+            .series
+            .into_iter()
+            .map(|s| crate::writer::SeriesInput {
+                labels: crate::writer::owned_labels(s.labels),
+                samples: crate::writer::samples(s.samples),
+                histograms: 0,
+            })
+            .collect();
+        let out = write_series(&db, &ing.cfg, &ing.budget, &ing.stats, &series, false)?;
         if out.limited() {
             return Ok(outcome_response(&out));
         }
@@ -466,7 +470,7 @@ async fn import(
             &ing.cfg,
             &ing.budget,
             &ing.stats,
-            parsed.series,
+            &parsed.series,
             false,
         )?)
     })

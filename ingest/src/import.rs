@@ -172,12 +172,17 @@ pub fn parse_body(
                 let t = s.timestamp_ms.unwrap_or(default_ts);
                 out.samples += 1;
                 match index.get(&labels) {
-                    Some(&i) => out.series[i].samples.push((t, s.value)),
+                    Some(&i) => out.series[i]
+                        .samples
+                        .push(crate::remote_write::proto::Sample {
+                            value: s.value,
+                            timestamp: t,
+                        }),
                     None => {
                         index.insert(labels.clone(), out.series.len());
                         out.series.push(SeriesInput {
                             labels: crate::writer::owned_labels(labels),
-                            samples: vec![(t, s.value)],
+                            samples: crate::writer::samples([(t, s.value)]),
                             histograms: 0,
                         });
                     }
@@ -276,7 +281,10 @@ mod tests {
                 ("job".into(), "backup".into())
             ])
         );
-        assert_eq!(s.samples, vec![(1000, 12.5), (5000, 13.0)]);
+        assert_eq!(
+            s.samples,
+            crate::writer::samples([(1000, 12.5), (5000, 13.0)])
+        );
         let (_, m) = r
             .metadata
             .iter()

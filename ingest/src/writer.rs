@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
+
+use crate::remote_write::proto::{Label, Sample};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -14,23 +16,34 @@ use parking_lot::Mutex;
 
 use crate::config::IngestConfig;
 
-/// One series as decoded from a request.
+/// One series as decoded from a request. Uses the remote-write message types so a decoded
+/// remote-write series moves in without any conversion.
 #[derive(Debug, Default, Clone)]
 pub struct SeriesInput {
     /// Label pairs including `__name__`, as sent: raw bytes (usually slices of the request
-    /// buffer), checked for UTF-8 here, so that decoding never copies label strings.
-    pub labels: Vec<(Bytes, Bytes)>,
-    pub samples: Vec<(i64, f64)>,
+    /// buffer), checked for UTF-8 here, and only for series that do not exist yet.
+    pub labels: Vec<Label>,
+    pub samples: Vec<Sample>,
     /// Native histogram samples sent for this series (refused: not supported yet).
     pub histograms: usize,
 }
 
 /// Label pairs as owned strings, for sources that build them (push import, OTLP): moved
 /// into `Bytes` without copying.
-pub fn owned_labels(labels: Vec<(String, String)>) -> Vec<(Bytes, Bytes)> {
+pub fn owned_labels(labels: Vec<(String, String)>) -> Vec<Label> {
     labels
         .into_iter()
-        .map(|(n, v)| (Bytes::from(n), Bytes::from(v)))
+        .map(|(n, v)| Label {
+            name: Bytes::from(n),
+            value: Bytes::from(v),
+        })
+        .collect()
+}
+
+/// `(timestamp ms, value)` pairs as remote-write samples.
+pub fn samples(s: impl IntoIterator<Item = (i64, f64)>) -> Vec<Sample> {
+    s.into_iter()
+        .map(|(timestamp, value)| Sample { value, timestamp })
         .collect()
 }
 
@@ -177,16 +190,16 @@ impl NewSeriesBudget {
     }
 }
 
-fn display<S: AsRef<[u8]>>(labels: &[(S, S)]) -> String {
-    let lossy = |b: &S| String::from_utf8_lossy(b.as_ref()).into_owned();
+fn display(labels: &[Label]) -> String {
+    let lossy = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     let name = labels
         .iter()
-        .find(|(n, _)| n.as_ref() == b"__name__")
-        .map_or(String::new(), |(_, v)| lossy(v));
+        .find(|l| l.name.as_ref() == b"__name__")
+        .map_or(String::new(), |l| lossy(&l.value));
     let mut s = format!("{name}{{");
     let mut first = true;
-    for (n, v) in labels.iter().filter(|(n, _)| n.as_ref() != b"__name__") {
-        let (n, v) = (lossy(n), lossy(v));
+    for l in labels.iter().filter(|l| l.name.as_ref() != b"__name__") {
+        let (n, v) = (lossy(&l.name), lossy(&l.value));
         if !first {
             s.push_str(", ");
         }
@@ -261,7 +274,7 @@ pub(crate) fn write_series(
     cfg: &IngestConfig,
     budget: &NewSeriesBudget,
     stats: &IngestStats,
-    series: impl IntoIterator<Item = SeriesInput>,
+    series: &[SeriesInput],
     require_sorted: bool,
 ) -> Result<WriteOutcome, TsdbError> {
     let mut out = WriteOutcome::default();
@@ -276,6 +289,8 @@ pub(crate) fn write_series(
         });
     };
     let mut app = db.appender();
+    // Reused across series: label pairs borrowed from the request.
+    let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(32);
     for s in series {
         if s.histograms > 0 {
             refuse(
@@ -289,38 +304,35 @@ pub(crate) fn write_series(
         if s.samples.is_empty() {
             continue;
         }
-        // Fast path: borrowed strings, no allocation, no validation — an existing series was
+        // Fast path: borrowed bytes, no allocation, no validation — an existing series was
         // validated when it was created, and only an exact (sorted, valid) match finds one.
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len());
-        let mut utf8_ok = true;
-        for (n, v) in &s.labels {
-            match (std::str::from_utf8(n), std::str::from_utf8(v)) {
-                (Ok(n), Ok(v)) if !v.is_empty() => pairs.push((n, v)),
-                (Ok(_), Ok(_)) => {}
-                _ => utf8_ok = false,
-            }
-        }
-        if !utf8_ok {
-            let n = s.samples.len();
-            refuse(
-                &mut out,
-                display(&s.labels),
-                Reason::InvalidLabels,
-                "label is not valid UTF-8".into(),
-                n,
-            );
-            continue;
-        }
+        // Empty values are absent labels.
+        pairs.clear();
+        pairs.extend(
+            s.labels
+                .iter()
+                .filter(|l| !l.value.is_empty())
+                .map(|l| (l.name.as_ref(), l.value.as_ref())),
+        );
         if !require_sorted {
             pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         }
         let r = match app.existing_pairs(&pairs) {
             Some(r) => r,
             None => {
-                let owned = pairs
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect();
+                let mut owned = Vec::with_capacity(pairs.len());
+                for (n, v) in &pairs {
+                    match (std::str::from_utf8(n), std::str::from_utf8(v)) {
+                        (Ok(n), Ok(v)) => owned.push((n.to_string(), v.to_string())),
+                        _ => break,
+                    }
+                }
+                if owned.len() != pairs.len() {
+                    let n = s.samples.len();
+                    let d = "label is not valid UTF-8".to_string();
+                    refuse(&mut out, display(&s.labels), Reason::InvalidLabels, d, n);
+                    continue;
+                }
                 let labels = match check_labels(cfg, owned, require_sorted) {
                     Ok(l) => l,
                     Err((reason, detail)) => {
@@ -353,8 +365,8 @@ pub(crate) fn write_series(
                 }
             }
         };
-        for &(t, v) in &s.samples {
-            app.append(&r, t, v);
+        for sm in &s.samples {
+            app.append(&r, sm.timestamp, sm.value);
         }
     }
     let report = app.commit()?;

@@ -106,11 +106,11 @@ impl<'a> Appender<'a> {
         self.db.head.get(labels.hash64(), labels).map(SeriesRef)
     }
 
-    /// The existing series with exactly these label pairs (sorted by name, as a valid label
-    /// set is), looked up without allocating: the fast path for decoded requests whose series
-    /// mostly exist already. A pair sequence that is not a valid sorted label set simply
-    /// finds nothing.
-    pub fn existing_pairs(&self, pairs: &[(&str, &str)]) -> Option<SeriesRef> {
+    /// The existing series with exactly these label pairs (raw bytes, sorted by name, as a
+    /// valid label set is), looked up without allocating or checking UTF-8: the fast path for
+    /// decoded requests whose series mostly exist already. A pair sequence that is not a
+    /// valid sorted label set simply finds nothing.
+    pub fn existing_pairs(&self, pairs: &[(&[u8], &[u8])]) -> Option<SeriesRef> {
         let hash = crate::labels::hash_pairs(pairs.iter().copied());
         self.db.head.get_pairs(hash, pairs).map(SeriesRef)
     }

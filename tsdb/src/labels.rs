@@ -30,18 +30,19 @@ pub struct Labels {
     pairs: Vec<(String, String)>,
 }
 
-/// Hash of a sorted label sequence given as string pairs, so a caller holding borrowed
-/// strings (a decoded request) can look a series up without building a [`Labels`]. Uses
+/// Hash of a sorted label sequence given as byte-string pairs, so a caller holding borrowed
+/// bytes (a decoded request) can look a series up without building a [`Labels`] or even
+/// checking UTF-8 (stored labels are valid UTF-8, so only valid input can match). Uses
 /// foldhash (fast on short strings; the hash is in-memory only). `0xff` cannot occur in UTF-8,
 /// so it separates strings unambiguously.
-pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
     use std::hash::BuildHasher;
     const SEED: u64 = 0x6865_6172_7468_7473;
     let mut h = foldhash::fast::FixedState::with_seed(SEED).build_hasher();
     for (n, v) in pairs {
-        h.write(n.as_bytes());
+        h.write(n);
         h.write_u8(0xff);
-        h.write(v.as_bytes());
+        h.write(v);
         h.write_u8(0xff);
     }
     h.finish()
@@ -140,7 +141,7 @@ impl Labels {
     /// handled by the caller; the value is not stable across hearth versions and is never
     /// stored on disk. Equal to [`hash_pairs`] over the same pairs.
     pub fn hash64(&self) -> u64 {
-        hash_pairs(self.iter())
+        hash_pairs(self.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
     }
 
     pub fn into_pairs(self) -> Vec<(String, String)> {

@@ -105,8 +105,8 @@ pub fn decode_v1(buf: Bytes, max_series: usize) -> Result<Decoded, IngestError> 
     for ts in req.timeseries {
         out.exemplars += ts.exemplars.len();
         out.series.push(SeriesInput {
-            labels: ts.labels.into_iter().map(|l| (l.name, l.value)).collect(),
-            samples: ts.samples.iter().map(|s| (s.timestamp, s.value)).collect(),
+            labels: ts.labels,
+            samples: ts.samples,
             histograms: ts.histograms.len(),
         });
     }
@@ -159,15 +159,18 @@ pub fn decode_v2(buf: Bytes, max_series: usize) -> Result<Decoded, IngestError> 
         }
         let mut labels = Vec::with_capacity(ts.labels_refs.len() / 2);
         for p in ts.labels_refs.chunks_exact(2) {
-            labels.push((sym(p[0])?, sym(p[1])?));
+            labels.push(proto::Label {
+                name: sym(p[0])?,
+                value: sym(p[1])?,
+            });
         }
         out.exemplars += ts.exemplars.len();
         if let Some(m) = ts.metadata {
             if m.r#type != 0 || m.help_ref != 0 || m.unit_ref != 0 {
                 let name = labels
                     .iter()
-                    .find(|(n, _)| n.as_ref() == b"__name__")
-                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                    .find(|l| l.name.as_ref() == b"__name__")
+                    .and_then(|l| std::str::from_utf8(&l.value).ok())
                     .map(|v| family_name(v, m.r#type).to_string())
                     .unwrap_or_default();
                 out.metadata
@@ -176,7 +179,7 @@ pub fn decode_v2(buf: Bytes, max_series: usize) -> Result<Decoded, IngestError> 
         }
         out.series.push(SeriesInput {
             labels,
-            samples: ts.samples.iter().map(|s| (s.timestamp, s.value)).collect(),
+            samples: ts.samples,
             histograms: ts.histograms.len(),
         });
     }
@@ -267,14 +270,22 @@ mod tests {
             }],
         };
         let d = decode_v2(req.encode_to_vec().into(), 0).unwrap();
+        let labels: Vec<(&[u8], &[u8])> = d.series[0]
+            .labels
+            .iter()
+            .map(|l| (l.name.as_ref(), l.value.as_ref()))
+            .collect();
         assert_eq!(
-            d.series[0].labels,
-            vec![
-                (Bytes::from("__name__"), Bytes::from("up")),
-                (Bytes::from("job"), Bytes::from("node"))
-            ]
+            labels,
+            vec![(&b"__name__"[..], &b"up"[..]), (&b"job"[..], &b"node"[..])]
         );
-        assert_eq!(d.series[0].samples, vec![(1000, 1.0)]);
+        assert_eq!(
+            d.series[0].samples,
+            vec![proto::Sample {
+                value: 1.0,
+                timestamp: 1000
+            }]
+        );
         assert_eq!(
             d.metadata,
             vec![("up".into(), 2, "help text".into(), "seconds".into())]
@@ -304,7 +315,7 @@ mod tests {
             metadata: vec![],
         };
         let d = decode_v1(req.encode_to_vec().into(), 0).unwrap();
-        assert_eq!(d.series[0].labels[0].1.as_ref(), &[0xff, 0xfe]);
+        assert_eq!(d.series[0].labels[0].value.as_ref(), &[0xff, 0xfe]);
         assert!(decode_v1(req.encode_to_vec().into(), 0).is_ok());
         let many = proto::WriteRequest {
             timeseries: vec![proto::TimeSeries::default(); 3],

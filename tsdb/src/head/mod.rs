@@ -21,6 +21,10 @@ use series::MemSeries;
 
 const STRIPES: usize = 256;
 
+fn bytes_of(l: &Labels) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + Clone + '_ {
+    l.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+}
+
 type IdStripe = HashMap<u64, Arc<MemSeries>>;
 
 /// Counters the head keeps for `/metrics`. Plain atomics: bumped on hot paths.
@@ -88,7 +92,7 @@ impl Head {
     fn same_labels<'a>(
         &self,
         s: &MemSeries,
-        labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+        labels: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> bool {
         if s.syms.len() != labels.len() * 2 {
             return false;
@@ -96,13 +100,14 @@ impl Head {
         // One read lock for the whole comparison (lock order: hash stripe, then symbols).
         let syms = self.symbols.read();
         labels.enumerate().all(|(i, (n, v))| {
-            syms.str(s.syms[2 * i]) == Some(n) && syms.str(s.syms[2 * i + 1]) == Some(v)
+            syms.str(s.syms[2 * i]).map(str::as_bytes) == Some(n)
+                && syms.str(s.syms[2 * i + 1]).map(str::as_bytes) == Some(v)
         })
     }
 
     fn find_in<'a, I>(&self, stripe: &HashStripe, hash: u64, labels: I) -> Option<Arc<MemSeries>>
     where
-        I: ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+        I: ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
     {
         if let Some(s) = stripe.unique.get(&hash) {
             if self.same_labels(s, labels.clone()) {
@@ -120,12 +125,12 @@ impl Head {
 
     /// The series with exactly these sorted label pairs, whose [`crate::labels::hash_pairs`]
     /// is `hash`.
-    pub(crate) fn get_pairs(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<Arc<MemSeries>> {
+    pub(crate) fn get_pairs(&self, hash: u64, pairs: &[(&[u8], &[u8])]) -> Option<Arc<MemSeries>> {
         self.find_in(&self.hash_stripe(hash).read(), hash, pairs.iter().copied())
     }
 
     pub(crate) fn get(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
-        self.find_in(&self.hash_stripe(hash).read(), hash, labels.iter())
+        self.find_in(&self.hash_stripe(hash).read(), hash, bytes_of(labels))
     }
 
     /// Returns the series with `labels`, creating it if needed. `id` fixes the id (WAL
@@ -144,7 +149,7 @@ impl Head {
             return (s, false);
         }
         let mut stripe = self.hash_stripe(hash).write();
-        if let Some(s) = self.find_in(&stripe, hash, labels.iter()) {
+        if let Some(s) = self.find_in(&stripe, hash, bytes_of(labels)) {
             return (s, false);
         }
         let id = match id {
