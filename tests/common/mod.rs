@@ -135,6 +135,9 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result
     Ok((status, body))
 }
 
+/// Status, headers (lower-cased names) and body.
+pub type RawResponse = (u16, Vec<(String, String)>, String);
+
 /// Like [`http`] with arbitrary headers and a binary body; also returns the response headers
 /// (lower-cased names).
 pub fn http_raw(
@@ -143,7 +146,7 @@ pub fn http_raw(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+) -> std::io::Result<RawResponse> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");

@@ -189,7 +189,7 @@ pub fn decode_v2(buf: Bytes, max_series: usize) -> Result<Decoded, IngestError> 
 /// The family a series belongs to: histogram and summary series carry `_bucket`, `_sum`,
 /// `_count` suffixes that metadata is not keyed by.
 fn family_name(metric: &str, kind: i32) -> &str {
-    if matches!(kind, 3 | 4 | 5) {
+    if matches!(kind, 3..=5) {
         for suffix in ["_bucket", "_sum", "_count"] {
             if let Some(f) = metric.strip_suffix(suffix) {
                 return f;
