@@ -21,6 +21,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(name = "hearth", version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// YAML config file (Prometheus-style `global:` plus hearth's `storage:` and `server:`).
     /// Without it hearth runs on its embedded default config.
     #[arg(long = "config", value_name = "FILE")]
@@ -36,6 +38,54 @@ struct Args {
     enable_test_endpoints: bool,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Check files, like `promtool check`.
+    Check {
+        #[command(subcommand)]
+        what: CheckWhat,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum CheckWhat {
+    /// Validate configuration files (exit 0 if all are valid, 1 otherwise).
+    Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `hearth check config FILE...`, printing what `promtool check config` prints.
+fn check_config(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for f in files {
+        println!("Checking {}", f.display());
+        match config::Config::load(Some(f)) {
+            Ok(l) => {
+                for w in &l.warnings {
+                    println!("  WARNING: {w}");
+                }
+                println!(
+                    " SUCCESS: {} is valid configuration ({} scrape configs found)",
+                    f.display(),
+                    l.scrape.len()
+                );
+            }
+            Err(e) => {
+                ok = false;
+                println!("  FAILED: {e:#}");
+            }
+        }
+        println!();
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -46,19 +96,30 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    let mut cfg = match config::Config::load(args.config.as_deref()) {
+    if let Some(Command::Check {
+        what: CheckWhat::Config { files },
+    }) = &args.command
+    {
+        return check_config(files);
+    }
+    let mut loaded = match config::Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hearth: invalid configuration: {e:#}");
             return ExitCode::from(2);
         }
     };
+    for w in &loaded.warnings {
+        tracing::warn!("config: {w}");
+    }
     if let Some(p) = args.storage_path {
-        cfg.storage.path = p;
+        loaded.cfg.storage.path = p;
     }
     if let Some(a) = args.listen_address {
-        cfg.server.listen_address = a;
+        loaded.cfg.server.listen_address = a;
     }
+    let listen = loaded.cfg.server.listen_address.clone();
+    loaded.point_self_scrape_at(&listen);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hearth")
@@ -70,7 +131,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(server::run(cfg, args.enable_test_endpoints)) {
+    match rt.block_on(server::run(loaded, args.enable_test_endpoints)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

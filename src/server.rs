@@ -2,8 +2,11 @@
 //!
 //! Start-up: bind the listener first (so `/-/healthy` answers and a port clash fails fast),
 //! then replay the WAL in the background; `/-/ready` answers 503 until the storage is open.
+//! Once the storage is open the scrape jobs start. SIGHUP and `POST /-/reload` re-read the
+//! config file and replace the scrape jobs; a bad new config is refused with its error and
+//! the old jobs keep running (storage/server/ingest settings need a restart).
 //! Shutdown on SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish,
-//! then close the storage (refuse writes, write and fsync the WAL) and exit 0.
+//! stop scraping, then close the storage (refuse writes, write and fsync the WAL) and exit 0.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
@@ -13,31 +16,75 @@ use anyhow::Context;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hearth_ingest::Ingest;
+use hearth_scrape::ScrapeManager;
 use hearth_tsdb::http::DbSlot;
 use hearth_tsdb::Db;
 
-use crate::config::Config;
+use crate::config::{Config, Loaded};
 
 #[derive(Clone)]
 struct AppState {
     db: DbSlot,
     ingest: Arc<Ingest>,
     start_time: f64,
+    reload: Arc<Reloader>,
 }
 
-pub(crate) async fn run(cfg: Config, test_endpoints: bool) -> anyhow::Result<()> {
+/// Re-reads the config file and replaces the scrape jobs.
+struct Reloader {
+    path: Option<std::path::PathBuf>,
+    listen: String,
+    scrape: Arc<ScrapeManager>,
+    /// Serializes reloads.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    fn apply(&self, loaded: &Loaded) -> anyhow::Result<()> {
+        let jobs = hearth_scrape::setup::build_jobs(&loaded.scrape).map_err(anyhow::Error::msg)?;
+        self.scrape.apply(jobs);
+        Ok(())
+    }
+
+    async fn reload(&self) -> anyhow::Result<()> {
+        let _g = self.lock.lock().await;
+        let mut loaded = Config::load(self.path.as_deref())?;
+        loaded.point_self_scrape_at(&self.listen);
+        for w in &loaded.warnings {
+            tracing::warn!("config: {w}");
+        }
+        self.apply(&loaded)?;
+        tracing::info!(jobs = loaded.scrape.len(), "configuration reloaded");
+        Ok(())
+    }
+}
+
+pub(crate) async fn run(loaded: Loaded, test_endpoints: bool) -> anyhow::Result<()> {
+    let cfg = loaded.cfg.clone();
+    let mut signals = ShutdownSignals::install()?;
+    // Registered now so a SIGHUP during start-up is queued instead of killing the process.
+    let mut hup_signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing SIGHUP handler")?;
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen_address)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen_address))?;
     tracing::info!(address = %listener.local_addr()?, storage = %cfg.storage.path.display(), "hearth listening");
     let slot: DbSlot = Arc::new(OnceLock::new());
     let ingest = Ingest::new(slot.clone(), cfg.ingest.clone());
+    let scrape = ScrapeManager::new(slot.clone(), ingest.clone());
+    let reloader = Arc::new(Reloader {
+        path: loaded.path.clone(),
+        listen: cfg.server.listen_address.clone(),
+        scrape: scrape.clone(),
+        lock: tokio::sync::Mutex::new(()),
+    });
     let state = AppState {
         db: slot.clone(),
         ingest: ingest.clone(),
+        reload: reloader.clone(),
         start_time: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -47,8 +94,10 @@ pub(crate) async fn run(cfg: Config, test_endpoints: bool) -> anyhow::Result<()>
         .route("/-/healthy", get(|| async { "Hearth is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/-/reload", post(reload).put(reload))
         .with_state(state)
-        .merge(hearth_ingest::router(ingest));
+        .merge(hearth_ingest::router(ingest))
+        .merge(hearth_scrape::http::router(scrape.clone()));
     if test_endpoints {
         app = app.merge(hearth_tsdb::http::test_router(slot.clone()));
     }
@@ -67,15 +116,34 @@ pub(crate) async fn run(cfg: Config, test_endpoints: bool) -> anyhow::Result<()>
             let db = opened.context("storage open task")?.context("opening storage")?;
             let _ = slot.set(Arc::new(db));
             tracing::info!("storage ready");
+            if let Err(e) = reloader.apply(&loaded) {
+                // The config was validated at start; a failure here is e.g. an unreadable
+                // CA file. Serve what works and say why the rest does not scrape.
+                tracing::error!("starting scrape jobs: {e:#}");
+            }
         }
-        sig = shutdown_signal() => {
+        sig = signals.recv() => {
             tracing::info!(signal = sig, "shutdown requested during start-up");
             let _ = stop_tx.send(true);
             server.await??;
             return Ok(());
         }
     }
-    let sig = shutdown_signal().await;
+    let hup = {
+        let reloader = reloader.clone();
+        tokio::spawn(async move {
+            while hup_signal.recv().await.is_some() {
+                if let Err(e) = reloader.reload().await {
+                    tracing::error!(
+                        "reload on SIGHUP failed, keeping the running configuration: {e:#}"
+                    );
+                }
+            }
+        })
+    };
+    let sig = signals.recv().await;
+    hup.abort();
+    scrape.stop_all();
     tracing::info!(
         signal = sig,
         "shutting down: no new connections, finishing requests"
@@ -96,13 +164,27 @@ async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
 
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM/SIGINT listeners, registered once at start-up: a signal that arrives while the
+/// server is busy (e.g. starting scrape jobs) is queued, never lost.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 
@@ -180,4 +262,19 @@ fn write_process_metrics(out: &mut String, start_time: f64) {
         let _ = writeln!(out, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}", fds.count());
     }
     let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start_time}");
+}
+
+/// `POST /-/reload`, as Prometheus answers it: 200 on success, 500 with the error otherwise.
+async fn reload(State(st): State<AppState>) -> Response {
+    match st.reload.reload().await {
+        Ok(()) => (StatusCode::OK, "").into_response(),
+        Err(e) => {
+            tracing::error!("reload failed, keeping the running configuration: {e:#}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("failed to reload config: {e:#}\n"),
+            )
+                .into_response()
+        }
+    }
 }

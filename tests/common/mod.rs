@@ -92,7 +92,8 @@ impl Hearth {
             }
             assert!(
                 Instant::now() < deadline,
-                "hearth did not exit after SIGTERM"
+                "hearth did not exit after SIGTERM; log:\n{}",
+                self.log_text()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

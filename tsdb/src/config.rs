@@ -37,6 +37,63 @@ pub struct StorageConfig {
     pub wal_fsync_interval: PromDuration,
     /// Maximum WAL segment size in bytes.
     pub wal_segment_size: u64,
+    /// Prometheus's own `storage.tsdb` section, accepted so an existing prometheus.yml loads:
+    /// `out_of_order_time_window` sets [`StorageConfig::out_of_order_window`]; the rest is
+    /// reported by [`StorageConfig::warnings`].
+    pub tsdb: Option<PromTsdbSection>,
+    /// Prometheus's `storage.exemplars` section (exemplar storage is not supported yet).
+    pub exemplars: Option<PromExemplarsSection>,
+}
+
+/// `storage.tsdb` of a prometheus.yml.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PromTsdbSection {
+    pub out_of_order_time_window: Option<PromDuration>,
+    pub stale_series_compaction_threshold: Option<f64>,
+    pub retention: Option<PromRetention>,
+}
+
+/// `storage.tsdb.retention` of a prometheus.yml.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PromRetention {
+    pub time: Option<PromDuration>,
+    pub size: Option<String>,
+    pub percentage: Option<f64>,
+}
+
+/// `storage.exemplars` of a prometheus.yml.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PromExemplarsSection {
+    pub max_exemplars: Option<i64>,
+}
+
+impl StorageConfig {
+    /// Applies Prometheus's `storage.tsdb.out_of_order_time_window` and returns one warning
+    /// per Prometheus storage setting hearth does not support yet.
+    pub fn apply_prometheus_compat(&mut self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Some(t) = &self.tsdb {
+            if let Some(ooo) = t.out_of_order_time_window {
+                self.out_of_order_window = ooo;
+            }
+            if t.stale_series_compaction_threshold.is_some() {
+                w.push("storage.tsdb.stale_series_compaction_threshold is not supported by hearth; ignored".to_string());
+            }
+            if t.retention.is_some() {
+                w.push("storage.tsdb.retention is not supported by hearth yet (block retention comes with block persistence); ignored".to_string());
+            }
+        }
+        if self.exemplars.is_some() {
+            w.push(
+                "storage.exemplars: exemplar storage is not supported by hearth yet; ignored"
+                    .to_string(),
+            );
+        }
+        w
+    }
 }
 
 impl Default for StorageConfig {
@@ -47,6 +104,8 @@ impl Default for StorageConfig {
             wal_fsync: WalFsync::Always,
             wal_fsync_interval: PromDuration(Duration::from_secs(1)),
             wal_segment_size: 128 << 20,
+            tsdb: None,
+            exemplars: None,
         }
     }
 }
