@@ -4,7 +4,7 @@
 //! target, reload via `POST /-/reload` (good and bad), SIGHUP, and `hearth check config`.
 
 mod common;
-#[allow(dead_code, unreachable_pub)]
+#[allow(unreachable_pub)]
 #[path = "../scrape/tests/consul_double/mod.rs"]
 mod consul_double;
 

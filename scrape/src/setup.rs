@@ -229,6 +229,17 @@ fn tls_of(t: &crate::config::TlsConfig) -> TlsParams {
 /// [`crate::config::finish`]) as job parameters.
 pub fn params_of(sc: &crate::config::ScrapeConfig) -> Result<JobParams, String> {
     let ctx = |e: String| format!("job {:?}: {e}", sc.job_name);
+    // Parsed but not applied yet: said at every (re)load rather than ignored silently.
+    let t = &sc.tls_config;
+    for (set, what) in [
+        (t.server_name.is_some(), "tls_config.server_name"),
+        (t.min_version.is_some(), "tls_config.min_version"),
+        (t.max_version.is_some(), "tls_config.max_version"),
+    ] {
+        if set {
+            tracing::warn!(job = %sc.job_name, "{what} is not supported yet; the target's own host name and rustls' default TLS versions are used");
+        }
+    }
     let static_groups = discovery::static_groups(
         &sc.static_configs
             .iter()
