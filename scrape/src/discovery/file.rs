@@ -178,3 +178,50 @@ mod tests {
         assert!(glob_match(b"n?des*", b"nodes.yml"));
     }
 }
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn watcher_picks_up_changes_and_keeps_last_good_on_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nodes.json");
+        std::fs::write(&f, r#"[{"targets":["a:1"]}]"#).unwrap();
+        let (tx, mut rx) = watch::channel(Vec::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(
+            vec![dir.path().join("*.json")],
+            Duration::from_secs(300),
+            tx,
+            stop_rx,
+        ));
+        let addrs = |g: &Vec<TargetGroup>| -> Vec<String> {
+            g.iter()
+                .flat_map(|g| g.targets.iter().map(|t| t["__address__"].clone()))
+                .collect()
+        };
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|g| addrs(g) == ["a:1"]))
+            .await
+            .expect("initial read")
+            .unwrap();
+        // A changed file is re-read within about a second, not only at refresh_interval.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        std::fs::write(&f, r#"[{"targets":["a:1","b:2"]}]"#).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|g| addrs(g).len() == 2))
+            .await
+            .expect("change seen")
+            .unwrap();
+        // A new file matching the glob is added; a broken file keeps its last good groups.
+        std::fs::write(dir.path().join("more.json"), r#"[{"targets":["c:3"]}]"#).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|g| addrs(g).len() == 3))
+            .await
+            .expect("new file seen")
+            .unwrap();
+        std::fs::write(&f, "{ not json").unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(addrs(&rx.borrow()).len(), 3);
+        let _ = stop_tx.send(true);
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    }
+}
