@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use hearth_ingest::IngestConfig;
-use hearth_scrape::config::{finish, unsupported_section_warning, GlobalConfig, ScrapeConfig};
+use hearth_scrape::config::{
+    finish, from_yaml, unsupported_section_warning, GlobalConfig, ScrapeConfig,
+};
 use hearth_tsdb::StorageConfig;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -69,15 +71,9 @@ impl Config {
         text: &str,
         base_dir: &Path,
     ) -> anyhow::Result<(Config, Vec<ScrapeConfig>, Vec<String>)> {
-        // An empty file (or only comments) is a valid config, as in Prometheus.
-        let mut cfg: Config = if text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
-            Config::default()
-        } else {
-            serde_yaml_ng::from_str(text).map_err(|e| with_line(text, e))?
-        };
+        // An empty file (or only comments) is a valid config, as in Prometheus; errors name
+        // their line.
+        let mut cfg: Config = from_yaml(text, None)?;
         cfg.global.validate()?;
         let mut warnings = cfg.global.warnings();
         for (name, present) in [
@@ -138,29 +134,6 @@ impl Loaded {
             }
         }
     }
-}
-
-/// serde_yaml_ng reports no position for an unknown key at the top level of the document;
-/// find the key's line ourselves so every unknown-key error names its line.
-fn with_line(text: &str, e: serde_yaml_ng::Error) -> anyhow::Error {
-    let msg = e.to_string();
-    if msg.contains(" line ") {
-        return e.into();
-    }
-    let key = msg
-        .split_once("unknown field `")
-        .and_then(|(_, rest)| rest.split_once('`'))
-        .map(|(k, _)| k);
-    if let Some(key) = key {
-        let prefix = format!("{key}:");
-        if let Some(n) = text
-            .lines()
-            .position(|l| l.starts_with(&prefix) || l.trim_start() == key)
-        {
-            return anyhow::anyhow!("{msg} at line {}", n + 1);
-        }
-    }
-    e.into()
 }
 
 #[cfg(test)]

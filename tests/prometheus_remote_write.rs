@@ -8,32 +8,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, http, Hearth};
+use common::{free_port, http, require, Hearth, Proc};
 use serde_json::Value;
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn require(bin: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = PathBuf::from(dir).join(bin);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{bin} not found on PATH: run ./scripts/test.sh, which installs it (Debian package)");
-}
 
 fn wait_http_ok(addr: &str, path: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -11,3 +11,5 @@ pub mod dataset;
 pub mod http;
 pub mod process;
 pub mod remote_write;
+pub mod scrape;
+pub mod scrape_targets;

@@ -216,7 +216,9 @@ fn serve_conn(mut stream: TcpStream, target: usize, sh: &Shared) -> io::Result<(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 if sh.stop.load(Ordering::Relaxed) {

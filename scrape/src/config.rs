@@ -1286,7 +1286,9 @@ pub fn from_yaml<T: serde::de::DeserializeOwned + Default>(
 
 fn with_line(yaml: &str, e: &serde_yaml_ng::Error) -> String {
     let msg = e.to_string();
-    if e.location().is_some() || msg.contains(" line ") {
+    // Checked on the message, not `location()`: for a top-level unknown key serde_yaml_ng
+    // has a location but leaves it out of the message.
+    if msg.contains(" line ") {
         return msg;
     }
     let key = msg

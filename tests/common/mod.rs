@@ -197,3 +197,24 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A peer binary from PATH; a missing one fails the test (tests never skip silently).
+pub fn require(bin: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = PathBuf::from(dir).join(bin);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{bin} not found on PATH: run ./scripts/test.sh, which installs it (Debian package)");
+}

@@ -222,6 +222,9 @@ mod watch_tests {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(addrs(&rx.borrow()).len(), 3);
         let _ = stop_tx.send(true);
-        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
