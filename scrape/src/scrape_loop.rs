@@ -173,7 +173,12 @@ impl ScrapeLoop {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                _ = stop.changed() => {}
+                r = stop.changed() => {
+                    // The manager dropped this loop without a word: stop quietly.
+                    if r.is_err() {
+                        return;
+                    }
+                }
             }
             let stop_now = *stop.borrow();
             match stop_now {
