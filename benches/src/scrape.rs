@@ -198,6 +198,8 @@ struct Point {
     cpu_s: f64,
     rss_bytes: u64,
     served: u64,
+    /// Whether every target had been scraped by this server at least once.
+    all_scraped: bool,
 }
 
 /// What one server did over its window.
@@ -431,7 +433,7 @@ pub fn report(results: &[Measurement], opts: &Options) -> String {
     if (h.scrapes as f64 / p.scrapes as f64 - 1.0).abs() > 0.02 {
         let _ = writeln!(
             s,
-            "  WARNING: scrape counts differ by more than 2% ({} vs {}): compare per-scrape figures",
+            "  note: scrape counts in the window differ by more than 2% ({} vs {}; Prometheus starts scraping about 5 s after ready): the CPU verdict uses CPU per scrape",
             h.scrapes, p.scrapes
         );
     }
@@ -446,6 +448,10 @@ pub fn report(results: &[Measurement], opts: &Options) -> String {
         s,
         "  peak RSS       <= {GOAL_RSS_RATIO}x Prometheus: {rss_ratio:.3}x  {}",
         verdict(rss_ratio <= GOAL_RSS_RATIO)
+    );
+    let _ = writeln!(
+        s,
+        "note: hearth runs with its default storage.wal_fsync (always: an fdatasync per scrape commit, see its WAL line); Prometheus never fsyncs its WAL on append."
     );
     if !(h.verified_ok && p.verified_ok) {
         let _ = writeln!(
@@ -540,7 +546,8 @@ fn run_one(
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let cmd = command(kind, opts, &cfg, &data, addr);
     let version = version(kind, opts);
-    let served_at_spawn = targets.served_total();
+    let per_target_spawn = targets.served_per_target();
+    let served_at_spawn: u64 = per_target_spawn.iter().sum();
     let mut server = Server::spawn(kind.name(), cmd, addr, dir).map_err(|e| e.to_string())?;
     server
         .wait_ready("/-/ready", Duration::from_secs(120))
@@ -565,7 +572,9 @@ fn run_one(
         cpu_s: startup_cpu_s,
         rss_bytes: rss_bytes(pid).unwrap_or(0),
         served: served0,
+        all_scraped: false,
     }];
+    let all_scraped = |now: &[u64]| now.iter().zip(&per_target_spawn).all(|(a, b)| a > b);
     let window = Duration::from_secs(opts.duration_s);
     let interval = Duration::from_secs(opts.interval_s);
     let mut next_point = interval;
@@ -588,6 +597,7 @@ fn run_one(
                 cpu_s: cpu()?,
                 rss_bytes: rss_bytes(pid).unwrap_or(0),
                 served: targets.served_total(),
+                all_scraped: all_scraped(&targets.served_per_target()),
             });
             next_point += interval;
         }
@@ -609,6 +619,7 @@ fn run_one(
         cpu_s: cpu_end,
         rss_bytes: final_rss_bytes,
         served: served1,
+        all_scraped: all_scraped(&per_target1),
     };
     if points.last().is_none_or(|p| end.t_s - p.t_s > 0.5) {
         points.push(end);
@@ -618,12 +629,19 @@ fn run_one(
         .zip(&per_target0)
         .map(|(a, b)| a - b)
         .collect();
-    // "steady": from the first point at or after one interval.
+    // "steady": from the first point by which every target had been scraped once (its
+    // series created); the end point itself if that was only reached then (no figure).
     let steady_from = points
         .iter()
-        .find(|p| p.t_s >= opts.interval_s as f64 - 0.5)
+        .find(|p| p.all_scraped)
         .copied()
-        .unwrap_or(points[0]);
+        .unwrap_or(end);
+    if steady_from.t_s > opts.interval_s as f64 + 0.5 {
+        notes.push(format!(
+            "first scrape of every target only by {:.0} s after ready (steady CPU counted from there)",
+            steady_from.t_s
+        ));
+    }
 
     let mut timeline = String::from("  timeline (s: CPU s, RSS MiB, scrapes):");
     for p in &points {

@@ -9,6 +9,7 @@
 //! knows nothing about series, labels or files; callers store the [`Encoding`] byte next to the
 //! chunk bytes and wrap [`ChunkError`] with the file path when they read from disk.
 
+pub mod block_enc;
 pub mod xor;
 
 pub use xor::{num_samples, XorChunk, XorIter};
@@ -24,6 +25,12 @@ pub use xor::{num_samples, XorChunk, XorIter};
 pub enum Encoding {
     /// Gorilla delta-of-delta timestamps and XOR float values; see [`XorChunk`].
     Xor = 1,
+    /// Decimal mantissas with a shared exponent and a separate timestamp column; block files
+    /// only. See [`block_enc`].
+    Decimal = 2,
+    /// One value for every sample, plus a timestamp column; block files only. See
+    /// [`block_enc`].
+    Constant = 3,
 }
 
 impl Encoding {
@@ -32,6 +39,8 @@ impl Encoding {
     pub fn from_u8(b: u8) -> Option<Encoding> {
         match b {
             1 => Some(Encoding::Xor),
+            2 => Some(Encoding::Decimal),
+            3 => Some(Encoding::Constant),
             _ => None,
         }
     }

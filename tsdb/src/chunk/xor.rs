@@ -1159,7 +1159,8 @@ mod tests {
         assert_eq!(Encoding::from_u8(1), Some(Encoding::Xor));
         assert_eq!(Encoding::Xor.as_u8(), 1);
         assert_eq!(Encoding::from_u8(0), None);
-        assert_eq!(Encoding::from_u8(2), None);
+        assert_eq!(Encoding::from_u8(2), Some(Encoding::Decimal));
+        assert_eq!(Encoding::from_u8(4), None);
     }
 
     #[derive(Clone, Copy, Debug)]
