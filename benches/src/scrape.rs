@@ -385,7 +385,7 @@ pub fn report(results: &[Measurement], opts: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        " steady ms: the same from one interval after ready, series already created; peak MiB: VmHWM, final MiB: VmRSS at the end;"
+        " steady ms: the same from the first timeline point by which every target had been scraped once (series created); peak MiB: VmHWM, final MiB: VmRSS at the end;"
     );
     let _ = writeln!(
         s,

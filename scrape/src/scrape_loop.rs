@@ -278,20 +278,33 @@ impl ScrapeLoop {
         fetched: Result<(Vec<u8>, Format), ScrapeError>,
     ) {
         let mut cache = cache.lock();
-        let outcome =
-            fetched.and_then(|(body, format)| self.append_body(&mut cache, ts, &body, format));
+        // One appender and one durable commit per scrape: samples, staleness markers and the
+        // report series together (one fsync per scrape with `wal_fsync: always`).
+        let mut app = self.db.appender();
+        let outcome = fetched
+            .and_then(|(body, format)| self.append_body(&mut app, &mut cache, ts, &body, format));
         let duration = started.elapsed();
         let (up, scraped, post, added) = match &outcome {
             Ok(o) => (1.0, o.scraped, o.post_relabel, o.added),
             Err(_) => (0.0, 0, 0, 0),
         };
         if outcome.is_err() {
-            // Everything the last good scrape wrote ends now.
+            // Nothing of a failed scrape is stored; everything the last good one wrote ends now.
+            app = self.db.appender();
             let stale = std::mem::take(&mut cache.last_written);
-            self.write_stale(&stale, ts);
+            append_stale(&mut app, &stale, ts);
         }
-        if let Err(e) = self.write_report(&mut cache, ts, up, duration, scraped, post, added) {
-            tracing::error!(target = %self.target.url, error = %e, "writing scrape report failed");
+        let committed = self
+            .append_report(&mut app, &mut cache, ts, up, duration, scraped, post, added)
+            .and_then(|()| app.commit());
+        match committed {
+            Ok(r) if r.rejected() > 0 => {
+                tracing::debug!(target = %self.target.url, too_old = r.too_old, conflicts = r.duplicate_conflicts, "scraped samples refused");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(target = %self.target.url, error = %e, "storing scrape failed");
+            }
         }
         let mut st = self.state.lock();
         st.last_scrape = Some(SystemTime::now());
@@ -313,6 +326,7 @@ impl ScrapeLoop {
 
     fn append_body(
         &self,
+        app: &mut hearth_tsdb::Appender<'_>,
         cache: &mut Cache,
         ts: i64,
         body: &[u8],
@@ -322,7 +336,6 @@ impl ScrapeLoop {
             .map_err(|e| ScrapeError(format!("response is not valid UTF-8: {e}")))?;
         cache.generation += 1;
         let generation = cache.generation;
-        let mut app = self.db.appender();
         let mut out = BodyOutcome::default();
         let mut written: Vec<SeriesRef> = Vec::new();
         let mut key = String::new();
@@ -359,7 +372,7 @@ impl ScrapeLoop {
                     e.series.clone()
                 }
                 None => {
-                    let series = self.resolve(&mut app, s.name, s.labels, &mut out)?;
+                    let series = self.resolve(app, s.name, s.labels, &mut out)?;
                     cache.entries.insert(
                         key.clone(),
                         CacheEntry {
@@ -385,12 +398,6 @@ impl ScrapeLoop {
             app.append(&series, t, s.value);
             written.push(series);
         }
-        let report = app
-            .commit()
-            .map_err(|e| ScrapeError(format!("storing samples: {e}")))?;
-        if report.rejected() > 0 {
-            tracing::debug!(target = %self.target.url, too_old = report.too_old, conflicts = report.duplicate_conflicts, "scraped samples refused");
-        }
         // Series seen last time but not now end here.
         let gone: Vec<SeriesRef> = {
             let now: std::collections::HashSet<u64> = written.iter().map(|s| s.id()).collect();
@@ -401,7 +408,7 @@ impl ScrapeLoop {
                 .cloned()
                 .collect()
         };
-        self.write_stale(&gone, ts);
+        append_stale(app, &gone, ts);
         cache.last_written = written;
         // Forget cache entries not seen for a while (series that went away).
         cache.entries.retain(|_, e| generation - e.seen < 10);
@@ -483,22 +490,10 @@ impl ScrapeLoop {
         Ok(Some(r))
     }
 
-    fn write_stale(&self, series: &[SeriesRef], ts: i64) {
-        if series.is_empty() {
-            return;
-        }
-        let mut app = self.db.appender();
-        for s in series {
-            app.append(s, ts, f64::from_bits(STALE_NAN_BITS));
-        }
-        if let Err(e) = app.commit() {
-            tracing::error!(target = %self.target.url, error = %e, "writing stale markers failed");
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
-    fn write_report(
+    fn append_report(
         &self,
+        app: &mut hearth_tsdb::Appender<'_>,
         cache: &mut Cache,
         ts: i64,
         up: f64,
@@ -507,7 +502,6 @@ impl ScrapeLoop {
         post: usize,
         added: usize,
     ) -> Result<(), hearth_tsdb::TsdbError> {
-        let mut app = self.db.appender();
         if cache.report.is_empty() {
             for name in [
                 "up",
@@ -533,7 +527,6 @@ impl ScrapeLoop {
         for ((_, s), v) in cache.report.iter().zip(values) {
             app.append(s, ts, v);
         }
-        app.commit()?;
         Ok(())
     }
 
@@ -542,7 +535,11 @@ impl ScrapeLoop {
         let mut cache = cache.lock();
         let mut all = std::mem::take(&mut cache.last_written);
         all.extend(cache.report.iter().map(|(_, s)| s.clone()));
-        self.write_stale(&all, now_ms());
+        let mut app = self.db.appender();
+        append_stale(&mut app, &all, now_ms());
+        if let Err(e) = app.commit() {
+            tracing::error!(target = %self.target.url, error = %e, "writing stale markers failed");
+        }
     }
 }
 
@@ -563,6 +560,12 @@ impl BodyOutcome {
                 help: String::new(),
                 unit: String::new(),
             })
+    }
+}
+
+fn append_stale(app: &mut hearth_tsdb::Appender<'_>, series: &[SeriesRef], ts: i64) {
+    for s in series {
+        app.append(s, ts, f64::from_bits(STALE_NAN_BITS));
     }
 }
 
