@@ -7,81 +7,12 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hearth_tsdb::chunk::{XorChunk, XorIter};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 
-const SAMPLES_PER_CHUNK: usize = 120;
-const SERIES: usize = 100;
-
-/// `(timestamp ms, value)` samples of one series.
-type Series = Vec<(i64, f64)>;
-
-#[derive(Clone, Copy)]
-enum Kind {
-    /// node_cpu_seconds_total: float counter with 0.01 s resolution.
-    CounterFloat,
-    /// node_network_receive_bytes_total: integer counter.
-    CounterInt,
-    /// node_memory_MemAvailable_bytes: integer gauge moving in 4 KiB pages.
-    Gauge,
-    /// node_filesystem_size_bytes and the like: never changes.
-    Constant,
+mod common {
+    pub(crate) mod datagen;
 }
-
-const KINDS: [Kind; 4] = [
-    Kind::CounterFloat,
-    Kind::CounterInt,
-    Kind::Gauge,
-    Kind::Constant,
-];
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::CounterFloat => "counter_float",
-            Kind::CounterInt => "counter_int",
-            Kind::Gauge => "gauge",
-            Kind::Constant => "constant",
-        }
-    }
-}
-
-fn series(kind: Kind, rng: &mut StdRng) -> Series {
-    let mut t: i64 = 1_700_000_000_000 + rng.random_range(0..15_000);
-    let mut ticks: i64 = rng.random_range(1_000_000..100_000_000);
-    let mut bytes: i64 = rng.random_range(0..1 << 40);
-    let mut mem: i64 = rng.random_range(1 << 30..1 << 34) & !4095;
-    let constant = (rng.random_range(1i64..1 << 20) * 4096) as f64;
-    (0..SAMPLES_PER_CHUNK)
-        .map(|_| {
-            let v = match kind {
-                // Busy CPU: up to 15 s of CPU time per 15 s, e.g. +14.73.
-                Kind::CounterFloat => {
-                    ticks += rng.random_range(0..1500);
-                    ticks as f64 / 100.0
-                }
-                Kind::CounterInt => {
-                    bytes += rng.random_range(0..2_000_000);
-                    bytes as f64
-                }
-                Kind::Gauge => {
-                    mem += rng.random_range(-2000..2000) * 4096;
-                    mem as f64
-                }
-                Kind::Constant => constant,
-            };
-            let s = (t, v);
-            t += 15_000 + rng.random_range(-3..=3);
-            s
-        })
-        .collect()
-}
-
-fn dataset(kind: Kind) -> Vec<Series> {
-    let mut rng = StdRng::seed_from_u64(0x6865_6172_7468 ^ kind as u64);
-    (0..SERIES).map(|_| series(kind, &mut rng)).collect()
-}
+use common::datagen::{dataset, Kind, Series, KINDS, SAMPLES_PER_CHUNK, SERIES};
 
 fn encode(series: &[(i64, f64)]) -> XorChunk {
     let mut c = XorChunk::new();

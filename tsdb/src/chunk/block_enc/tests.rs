@@ -1,8 +1,6 @@
 use super::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// Prometheus's staleness marker: a NaN whose payload must survive.
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
@@ -169,54 +167,13 @@ fn encode_best_panics_on_unordered_samples() {
 // ---------------------------------------------------------------------------------------------
 // Size on node-exporter-like data: the generators of `benches/chunk.rs`.
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    CounterFloat,
-    CounterInt,
-    Gauge,
-    Constant,
-}
-
-const KINDS: [Kind; 4] = [
-    Kind::CounterFloat,
-    Kind::CounterInt,
-    Kind::Gauge,
-    Kind::Constant,
-];
-
-fn series(kind: Kind, rng: &mut StdRng, jitter: bool, n: usize) -> Vec<(i64, f64)> {
-    let mut t: i64 = 1_700_000_000_000 + rng.random_range(0..15_000);
-    let mut ticks: i64 = rng.random_range(1_000_000..100_000_000);
-    let mut bytes: i64 = rng.random_range(0..1 << 40);
-    let mut mem: i64 = rng.random_range(1 << 30..1 << 34) & !4095;
-    let constant = (rng.random_range(1i64..1 << 20) * 4096) as f64;
-    (0..n)
-        .map(|_| {
-            let v = match kind {
-                Kind::CounterFloat => {
-                    ticks += rng.random_range(0..1500);
-                    ticks as f64 / 100.0
-                }
-                Kind::CounterInt => {
-                    bytes += rng.random_range(0..2_000_000);
-                    bytes as f64
-                }
-                Kind::Gauge => {
-                    mem += rng.random_range(-2000..2000) * 4096;
-                    mem as f64
-                }
-                Kind::Constant => constant,
-            };
-            let s = (t, v);
-            t += 15_000 + if jitter { rng.random_range(-3..=3) } else { 0 };
-            s
-        })
-        .collect()
-}
+#[path = "../../../benches/common/datagen.rs"]
+mod datagen;
+use datagen::{rng_for, series, Kind, KINDS};
 
 /// Bytes per sample of XOR and of `encode_best` over 100 chunks of 120 samples.
 fn sizes(kind: Kind, jitter: bool) -> (f64, f64) {
-    let mut rng = StdRng::seed_from_u64(0x6865_6172_7468 ^ kind as u64);
+    let mut rng = rng_for(kind);
     let (mut xor, mut best, mut n) = (0usize, 0usize, 0usize);
     let mut enc = BlockEncoder::new();
     let mut buf = Vec::new();
