@@ -7,6 +7,7 @@
 //! debug-mode tests, which start no servers. Depends on `hearth-ingest` only for its
 //! remote_write protobuf types; must not be a dependency of any shipped crate.
 
+pub mod cli;
 pub mod dataset;
 pub mod http;
 pub mod process;

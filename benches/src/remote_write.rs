@@ -128,28 +128,9 @@ impl Options {
     /// Parses flags (without the program name). `Err` carries the message to print.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let mut o = Options::default();
-        let mut it = args.into_iter();
-        while let Some(flag) = it.next() {
-            if flag == "-h" || flag == "--help" {
-                return Err(USAGE.to_string());
-            }
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (flag.clone(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| it.next())
-                    .ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"))
-            };
-            let num = |v: String| -> Result<usize, String> {
-                match v.parse::<usize>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => Err(format!("{name}: expected a positive integer, got {v:?}")),
-                }
-            };
-            match name.as_str() {
+        crate::cli::parse_flags(args, USAGE, |name, value| {
+            let num = |v: String| crate::cli::positive(name, &v).map(|n| n as usize);
+            match name {
                 "--hearth" => o.hearth = value()?.into(),
                 "--vm" => o.vm = value()?.into(),
                 "--hosts" => o.hosts = num(value()?)?,
@@ -158,22 +139,14 @@ impl Options {
                 "--senders" => o.senders = num(value()?)?,
                 "--samples-per-request" => o.samples_per_request = num(value()?)?,
                 "--tmp-dir" => o.tmp_dir = Some(value()?.into()),
-                "--seed" => o.seed = num(value()?)? as u64,
+                "--seed" => o.seed = crate::cli::positive(name, &value()?)?,
                 "--servers" => {
-                    let v = value()?;
-                    o.targets = v
-                        .split(',')
-                        .map(|s| {
-                            Target::ALL
-                                .into_iter()
-                                .find(|t| t.flag() == s.trim())
-                                .ok_or_else(|| format!("--servers: unknown server {s:?}"))
-                        })
-                        .collect::<Result<_, _>>()?;
+                    o.targets = crate::cli::servers(&value()?, &Target::ALL, Target::flag)?
                 }
-                _ => return Err(format!("unknown flag {flag:?}\n\n{USAGE}")),
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         Ok(o)
     }
 

@@ -112,28 +112,9 @@ impl Options {
     /// Parses flags (without the program name). `Err` carries the message to print.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let mut o = Options::default();
-        let mut it = args.into_iter();
-        while let Some(flag) = it.next() {
-            if flag == "-h" || flag == "--help" {
-                return Err(USAGE.to_string());
-            }
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (flag.clone(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| it.next())
-                    .ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"))
-            };
-            let num = |v: String| -> Result<u64, String> {
-                match v.parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => Err(format!("{name}: expected a positive integer, got {v:?}")),
-                }
-            };
-            match name.as_str() {
+        crate::cli::parse_flags(args, USAGE, |name, value| {
+            let num = |v: String| crate::cli::positive(name, &v);
+            match name {
                 "--hearth" => o.hearth = value()?.into(),
                 "--prometheus" => o.prometheus = value()?.into(),
                 "--targets" => o.targets = num(value()?)? as usize,
@@ -141,21 +122,11 @@ impl Options {
                 "--interval" => o.interval_s = num(value()?)?,
                 "--body" => o.body = value()?.into(),
                 "--tmp-dir" => o.tmp_dir = Some(value()?.into()),
-                "--servers" => {
-                    let v = value()?;
-                    o.servers = v
-                        .split(',')
-                        .map(|s| {
-                            Kind::ALL
-                                .into_iter()
-                                .find(|k| k.flag() == s.trim())
-                                .ok_or_else(|| format!("--servers: unknown server {s:?}"))
-                        })
-                        .collect::<Result<_, _>>()?;
-                }
-                _ => return Err(format!("unknown flag {flag:?}\n\n{USAGE}")),
+                "--servers" => o.servers = crate::cli::servers(&value()?, &Kind::ALL, Kind::flag)?,
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         Ok(o)
     }
 

@@ -6,18 +6,5 @@ use std::process::ExitCode;
 use hearth_benches::remote_write::{run, Options};
 
 fn main() -> ExitCode {
-    let opts = match Options::parse(std::env::args().skip(1)) {
-        Ok(o) => o,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("remote_write: FAILED:\n{e}");
-            ExitCode::FAILURE
-        }
-    }
+    hearth_benches::cli::main_with("remote_write", Options::parse, run)
 }

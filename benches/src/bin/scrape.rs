@@ -6,18 +6,5 @@ use std::process::ExitCode;
 use hearth_benches::scrape::{run, Options};
 
 fn main() -> ExitCode {
-    let opts = match Options::parse(std::env::args().skip(1)) {
-        Ok(o) => o,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scrape: FAILED:\n{e}");
-            ExitCode::FAILURE
-        }
-    }
+    hearth_benches::cli::main_with("scrape", Options::parse, run)
 }
