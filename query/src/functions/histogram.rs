@@ -59,7 +59,9 @@ pub(crate) fn quantile(
 /// labelled label=<q as Prometheus formats it>; qs[k][i] = k-th quantile at step i.
 ///
 /// Setting `label` overwrites a label of the same name, which can produce duplicate label
-/// sets; detecting those (a query error in Prometheus) is the caller's job.
+/// sets; they are returned as separate series, and rejecting them ("vector cannot contain
+/// metrics with the same labelset") is the caller's job. A quantile that changes between
+/// steps gives one series per formatted value.
 pub(crate) fn quantiles(
     label: &str,
     qs: &[Vec<f64>],
@@ -72,9 +74,12 @@ pub(crate) fn quantiles(
     }
     let groups = group(input, steps, 0, notes);
     let mut fixes = Fixes::default();
-    let mut out: BTreeMap<Metric, Vec<Point>> = BTreeMap::new();
-    for q in qs {
-        for (metric, g) in &groups {
+    // Keyed by (labels, group, quantile index) so that label sets that collide (the label
+    // overwrote an existing one, or two quantiles format alike) stay separate series for
+    // the caller to reject, as Prometheus does.
+    let mut out: BTreeMap<(Metric, usize, usize), Vec<Point>> = BTreeMap::new();
+    for (k, q) in qs.iter().enumerate() {
+        for (gi, (metric, g)) in groups.iter().enumerate() {
             for (i, b) in g.per_step.iter().enumerate() {
                 if b.is_empty() {
                     continue;
@@ -84,17 +89,13 @@ pub(crate) fn quantiles(
                 fixes.record(&g.name, steps.ts(i), fix);
                 let mut m = metric.clone();
                 m.set(label, &format_openmetrics_float(qi));
-                out.entry(m).or_default().push((steps.ts(i), v));
+                out.entry((m, gi, k)).or_default().push((steps.ts(i), v));
             }
         }
     }
     fixes.emit(0, notes);
     out.into_iter()
-        .map(|(m, mut points)| {
-            // Two quantiles formatting alike (or an overwritten label) may interleave.
-            points.sort_by_key(|p| p.0);
-            Series::new(m, points)
-        })
+        .map(|((m, _, _), points)| Series::new(m, points))
         .collect()
 }
 
@@ -657,6 +658,20 @@ mod tests {
             .any(|(m, x)| m == r#"{q="NaN", start="positive"}"# && x.is_nan()));
         let args: Vec<usize> = notes.iter().map(|n| n.arg).collect();
         assert_eq!(args, vec![3, 4]);
+    }
+
+    #[test]
+    fn quantiles_keep_colliding_label_sets_apart() {
+        // histograms.test "Break label set uniqueness": label "start" overwritten.
+        let out = quantiles(
+            "start",
+            &[vec![0.5]],
+            &testhistogram(),
+            instant(0),
+            &mut Vec::new(),
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].metric, out[1].metric);
     }
 
     #[test]
