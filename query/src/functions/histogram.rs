@@ -2,7 +2,8 @@
 //! `histogram_fraction` over `_bucket` series, following `promql/quantile.go`
 //! (`BucketQuantile`, `BucketFraction`, `ensureMonotonicAndIgnoreSmallDeltas`).
 //!
-//! Series are grouped by their labels without `le` and `__name__`; each group is one
+//! Series are grouped by their labels without `le` (the name is dropped later, so two
+//! histograms differing only in name collide as in Prometheus); each group is one
 //! histogram per step. Output series carry the group's labels, have points only at steps
 //! where the group had buckets, and are sorted by labels.
 
@@ -14,7 +15,7 @@ use super::stats::{
     format_go_g, format_openmetrics_float, invalid_quantile_msg, quantile_is_invalid,
 };
 use super::{Note, NoteKind, Steps};
-use crate::value::{Metric, Point, Series, NAME};
+use crate::value::{Metric, Point, Series};
 
 /// Relative differences between adjacent buckets below this are floating-point noise and
 /// are ignored in either direction (`smallDeltaTolerance`).
@@ -48,7 +49,11 @@ pub(crate) fn quantile(
                     (steps.ts(i), v)
                 })
                 .collect();
-            Series::new(metric, points)
+            Series {
+                metric,
+                points,
+                drop_name: true,
+            }
         })
         .collect();
     fixes.emit(1, notes);
@@ -95,7 +100,11 @@ pub(crate) fn quantiles(
     }
     fixes.emit(0, notes);
     out.into_iter()
-        .map(|((m, _, _), points)| Series::new(m, points))
+        .map(|((m, _, _), points)| Series {
+            metric: m,
+            points,
+            drop_name: true,
+        })
         .collect()
 }
 
@@ -121,7 +130,11 @@ pub(crate) fn fraction(
                     (steps.ts(i), bucket_fraction(lo, hi, &mut b))
                 })
                 .collect();
-            Series::new(metric, points)
+            Series {
+                metric,
+                points,
+                drop_name: true,
+            }
         })
         .collect()
 }
@@ -151,7 +164,7 @@ struct Group {
     per_step: Vec<Vec<(f64, f64)>>,
 }
 
-/// Groups `_bucket` series by their labels without `le` and `__name__`. Series whose `le` is
+/// Groups `_bucket` series by their labels without `le`. Series whose `le` is
 /// missing or not a float are dropped with a warning about argument `arg`.
 fn group(
     input: &[Series],
@@ -187,7 +200,6 @@ fn group(
         };
         let mut key = s.metric.clone();
         key.remove("le");
-        key.remove(NAME);
         let g = groups.entry(key).or_insert_with(|| Group {
             name: s.metric.name().unwrap_or("").to_string(),
             per_step: vec![Vec::new(); n],
@@ -493,6 +505,7 @@ fn format_go_g_prec2(f: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::NAME;
     use proptest::prelude::*;
 
     fn instant(at: i64) -> Steps {
@@ -553,7 +566,7 @@ mod tests {
             assert_eq!(v[0].0, r#"{start="negative"}"#);
             assert!((v[0].1 - neg).abs() < 1e-9, "q={q} neg {}", v[0].1);
             assert!((v[1].1 - pos).abs() < 1e-9, "q={q} pos {}", v[1].1);
-            assert!(!out[0].drop_name);
+            assert!(out[0].drop_name);
         }
         assert!(notes.is_empty());
         let out = quantile(&[-0.1], &input, instant(0), &mut notes);
