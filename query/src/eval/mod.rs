@@ -16,6 +16,8 @@ mod aggregate;
 mod binary;
 mod call;
 mod pos;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

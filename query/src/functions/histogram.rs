@@ -544,9 +544,10 @@ mod tests {
         v
     }
 
+    /// Output as the query returns it (names flagged for removal dropped).
     fn values(out: &[Series]) -> Vec<(String, f64)> {
         out.iter()
-            .map(|s| (s.metric.to_string(), s.points[0].1))
+            .map(|s| (s.metric.without_name().to_string(), s.points[0].1))
             .collect()
     }
 
