@@ -230,6 +230,63 @@ pub(crate) fn compare_result(ev: &Eval, value: &QueryValue) -> Result<(), String
     Ok(())
 }
 
+/// Properties every result has whatever the data: an instant vector has one point per
+/// series at the query time, a range query's series carry step timestamps inside the range
+/// in increasing order, and no label set appears twice. A violation is an engine bug even
+/// when the expected values cannot be judged (an eval skipped for native histograms).
+pub(crate) fn check_invariants(kind: EvalKind, value: &QueryValue) -> Result<(), String> {
+    let series = match value {
+        QueryValue::Vector(s) | QueryValue::Matrix(s) => s,
+        _ => return Ok(()),
+    };
+    let mut seen = HashMap::new();
+    for s in series {
+        if seen.insert(&s.metric, ()).is_some() {
+            return Err(format!("series {} appears twice in the result", s.metric));
+        }
+        if s.points.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(format!(
+                "series {} has points out of order or at the same time: {}",
+                s.metric,
+                fmt_points(&s.points)
+            ));
+        }
+    }
+    match (kind, value) {
+        (EvalKind::Instant { at }, QueryValue::Vector(series)) => {
+            for s in series {
+                if s.points.len() != 1 || s.points[0].0 != at {
+                    return Err(format!(
+                        "instant vector series {} must have one point at {at}, has {}",
+                        s.metric,
+                        fmt_points(&s.points)
+                    ));
+                }
+            }
+        }
+        (EvalKind::Range { start, end, step }, QueryValue::Matrix(series)) => {
+            assert_sorted(series)?;
+            for s in series {
+                if let Some(p) = s
+                    .points
+                    .iter()
+                    .find(|p| p.0 < start || p.0 > end || (p.0 - start) % step != 0)
+                {
+                    return Err(format!(
+                        "series {} has a point off the query's steps: {}@{}",
+                        s.metric, p.1, p.0
+                    ));
+                }
+            }
+        }
+        (EvalKind::Range { .. }, v) => {
+            return Err(format!("a range query returned a {}", v.type_name()));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Prometheus's `assertMatrixSorted`: series ordered by label set.
 fn assert_sorted(series: &[Series]) -> Result<(), String> {
     for w in series.windows(2) {

@@ -42,7 +42,7 @@ use promql_parser::parser::{Expr, VectorSelector};
 use promql_parser::util::{walk_expr, ExprVisitor};
 use regex::Regex;
 
-use compare::{check_annotations, compare_result, fmt_value};
+use compare::{check_annotations, check_invariants, compare_result, fmt_value};
 use script::{parse_script, Command, Eval, EvalKind, Load};
 use series::SeqValue;
 
@@ -327,7 +327,8 @@ impl TestDb {
                     // is a real pass; a mismatch is a skip (it cannot be judged).
                     return match self.check(ev, opts) {
                         Ok(()) => Outcome::Pass,
-                        Err(e) => {
+                        Err(Mismatch::Invariant(e)) => Outcome::Fail(e),
+                        Err(Mismatch::Expectation(e)) => {
                             Outcome::Skip("selects series with native-histogram samples", Some(e))
                         }
                     };
@@ -345,7 +346,7 @@ impl TestDb {
         }
         match self.check(ev, opts) {
             Ok(()) => Outcome::Pass,
-            Err(e) => Outcome::Fail(e),
+            Err(Mismatch::Invariant(e) | Mismatch::Expectation(e)) => Outcome::Fail(e),
         }
     }
 
@@ -363,34 +364,47 @@ impl TestDb {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            Err(QueryError::Internal(format!("PANIC: {msg}")))
+            Err(QueryError::Internal(format!("{PANIC_PREFIX}{msg}")))
         })
     }
 
     /// Prometheus's `execRangeEval` / `runInstantQuery` for one eval.
-    fn check(&self, ev: &Eval, opts: &Options) -> Result<(), String> {
+    fn check(&self, ev: &Eval, opts: &Options) -> Result<(), Mismatch> {
+        use Mismatch::{Expectation, Invariant};
         let kind = match (ev.kind(), ev.range_vector) {
             // The instant query of an `expect range vector` runs at the vector's end.
             (EvalKind::Instant { .. }, Some((_, end, _))) => EvalKind::Instant { at: end },
             (k, _) => k,
         };
         let out = match (self.run(&ev.expr, kind), &ev.fail) {
+            (Err(e), _) if is_panic(&e) => return Err(Invariant(e.to_string())),
             (Err(e), Some(m)) => {
                 let msg = e.to_string();
                 return if m.matches(&msg) {
                     Ok(())
                 } else {
-                    Err(format!("expected error matching {m}, got error {msg:?}"))
+                    Err(Expectation(format!(
+                        "expected error matching {m}, got error {msg:?}"
+                    )))
                 };
             }
-            (Err(e), None) => return Err(format!("unexpected error ({}): {e}", e.error_type())),
+            (Err(e), None) => {
+                return Err(Expectation(format!(
+                    "unexpected error ({}): {e}",
+                    e.error_type()
+                )))
+            }
             (Ok(out), Some(_)) => {
-                return Err(format!("expected an error, got {}", fmt_value(&out.value)))
+                return Err(Expectation(format!(
+                    "expected an error, got {}",
+                    fmt_value(&out.value)
+                )))
             }
             (Ok(out), None) => out,
         };
-        check_annotations(ev, &out.annotations)?;
-        compare_result(ev, &out.value)?;
+        check_invariants(kind, &out.value).map_err(Invariant)?;
+        check_annotations(ev, &out.annotations).map_err(Expectation)?;
+        compare_result(ev, &out.value).map_err(Expectation)?;
         if let EvalKind::Instant { at } = kind {
             if opts.range_check {
                 self.range_check(ev, at, &out.value)?;
@@ -401,7 +415,8 @@ impl TestDb {
 
     /// Re-runs an instant query as a range query around its time and compares the middle
     /// step with the expectation (Prometheus's runner does this for every instant eval).
-    fn range_check(&self, ev: &Eval, at: i64, instant: &QueryValue) -> Result<(), String> {
+    fn range_check(&self, ev: &Eval, at: i64, instant: &QueryValue) -> Result<(), Mismatch> {
+        use Mismatch::{Expectation, Invariant};
         static CONTEXT_FUNCS: LazyLock<Regex> =
             LazyLock::new(|| Regex::new(r"(start|end|range|step)\(\)").unwrap());
         if ev.exclude_from_range_check() || CONTEXT_FUNCS.is_match(&ev.expr) {
@@ -412,14 +427,17 @@ impl TestDb {
             end: at + 60_000,
             step: 60_000,
         };
-        let out = self
-            .run(&ev.expr, kind)
-            .map_err(|e| format!("range mode: unexpected error: {e}"))?;
+        let out = match self.run(&ev.expr, kind) {
+            Ok(out) => out,
+            Err(e) if is_panic(&e) => return Err(Invariant(format!("range mode: {e}"))),
+            Err(e) => return Err(Expectation(format!("range mode: unexpected error: {e}"))),
+        };
+        check_invariants(kind, &out.value).map_err(|e| Invariant(format!("range mode: {e}")))?;
         if ev.ordered {
             return Ok(());
         }
         let QueryValue::Matrix(m) = out.value else {
-            return Err(format!("range mode: got {}", out.value.type_name()));
+            unreachable!("check_invariants accepts only a matrix for a range query");
         };
         let mut vec = Vec::new();
         for s in &m {
@@ -433,8 +451,8 @@ impl TestDb {
         } else {
             QueryValue::Vector(vec)
         };
-        // Compare as an instant eval at `at` (a range-mode matrix never matches `ordered`).
-        compare_result(ev, &as_instant).map_err(|e| format!("range mode: {e}"))
+        // Compared like the instant result (a range-mode matrix never checks `ordered`).
+        compare_result(ev, &as_instant).map_err(|e| Expectation(format!("range mode: {e}")))
     }
 
     fn selects_histogram_series(&self, expr: &Expr) -> bool {
@@ -474,6 +492,21 @@ impl TestDb {
             })
     }
 }
+
+/// Why an eval did not pass.
+enum Mismatch {
+    /// The output differs from the expectation.
+    Expectation(String),
+    /// The engine broke a property of every result (see [`compare::check_invariants`]) or
+    /// panicked: a failure whatever data was (not) loaded.
+    Invariant(String),
+}
+
+fn is_panic(e: &QueryError) -> bool {
+    matches!(e, QueryError::Internal(m) if m.starts_with(PANIC_PREFIX))
+}
+
+const PANIC_PREFIX: &str = "PANIC: ";
 
 /// Whether a stored series with labels `m` would be selected by `vs`.
 fn selector_matches(vs: &VectorSelector, m: &Metric) -> bool {
@@ -595,6 +628,58 @@ mod tests {
             Some(Metric::new([("__name__", "h"), ("a", "b")]))
         );
         assert_eq!(nhcb_series(&Metric::new([("__name__", "h")])), None);
+    }
+
+    /// Wrong expectations are caught (needs an evaluator that gets these trivial queries
+    /// right).
+    #[test]
+    fn catches_wrong_expectations() {
+        let script = r#"
+load 1m
+    m{a="1"} 1 2 3
+    m{a="2"} 10 20 stale
+
+eval instant at 2m m
+    m{a="1"} 3
+
+eval instant at 2m m
+    m{a="1"} 3.0000000001
+
+eval instant at 1m m
+    m{a="1"} 2
+    m{a="2"} 21
+
+eval instant at 1m m
+    m{a="1"} 2
+
+eval instant at 1m m{a="1"}
+    m{a="1"} 2
+    m{a="3"} 2
+
+eval range from 0 to 2m step 1m m
+    m{a="1"} 1 2 3
+    m{a="2"} 10 20
+
+eval range from 0 to 2m step 1m m
+    m{a="1"} 1 _ 3
+    m{a="2"} 10 20
+
+eval instant at 0 m
+    expect fail
+
+eval instant at 1m m
+    expect warn
+    m{a="1"} 2
+    m{a="2"} 20
+
+eval instant at 0 1
+    2
+"#;
+        let r = run_file("t", script, &Options::default());
+        let mut failed: Vec<usize> = r.failures.iter().map(|f| f.line).collect();
+        failed.sort();
+        assert_eq!(failed, [12, 16, 19, 27, 31, 34, 39], "{r:?}");
+        assert_eq!(r.passed, 3, "{r:?}");
     }
 
     /// The runner itself on a small script: loading, clearing, skipping, failures.
