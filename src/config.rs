@@ -1,13 +1,14 @@
 //! The config file: a Prometheus configuration (`global`, `scrape_configs`,
 //! `scrape_config_files`, and the sections hearth does not support yet, each named in a
 //! warning) plus hearth's own `storage:` (which also accepts Prometheus's `storage.tsdb`),
-//! `server:` and `ingest:`. Unknown keys are errors naming the key and its line, so a
+//! `server:`, `ingest:` and `query:`. Unknown keys are errors naming the key and its line, so a
 //! user's existing prometheus.yml loads as is, and typos are caught.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use hearth_ingest::IngestConfig;
+use hearth_query::http::QueryConfig;
 use hearth_scrape::config::{
     finish, from_yaml, unsupported_section_warning, GlobalConfig, ScrapeConfig,
 };
@@ -29,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) storage: StorageConfig,
     pub(crate) server: ServerConfig,
     pub(crate) ingest: IngestConfig,
+    pub(crate) query: QueryConfig,
     pub(crate) scrape_configs: Vec<ScrapeConfig>,
     pub(crate) scrape_config_files: Vec<String>,
     // Prometheus sections hearth does not support yet: accepted, each named in a warning.
@@ -64,6 +66,8 @@ pub(crate) struct Loaded {
     pub(crate) warnings: Vec<String>,
     /// Where it came from (None: the embedded default).
     pub(crate) path: Option<PathBuf>,
+    /// The file's text (or the embedded default), for `/api/v1/status/config`.
+    pub(crate) text: String,
 }
 
 impl Config {
@@ -75,6 +79,7 @@ impl Config {
         // their line.
         let mut cfg: Config = from_yaml(text, None)?;
         cfg.global.validate()?;
+        cfg.query.validate().map_err(anyhow::Error::msg)?;
         let mut warnings = cfg.global.warnings();
         for (name, present) in [
             ("runtime", cfg.runtime.is_some()),
@@ -101,16 +106,18 @@ impl Config {
     }
 
     pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<Loaded> {
-        let (cfg, scrape, warnings) = match path {
-            None => {
-                Config::parse(DEFAULT_CONFIG, Path::new(".")).context("embedded default config")?
-            }
+        let (text, (cfg, scrape, warnings)) = match path {
+            None => (
+                DEFAULT_CONFIG.to_string(),
+                Config::parse(DEFAULT_CONFIG, Path::new(".")).context("embedded default config")?,
+            ),
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading config file {}", p.display()))?;
                 let base = p.parent().unwrap_or(Path::new("."));
-                Config::parse(&text, base)
-                    .with_context(|| format!("config file {}", p.display()))?
+                let parsed = Config::parse(&text, base)
+                    .with_context(|| format!("config file {}", p.display()))?;
+                (text, parsed)
             }
         };
         Ok(Loaded {
@@ -118,6 +125,7 @@ impl Config {
             scrape,
             warnings,
             path: path.map(Path::to_path_buf),
+            text,
         })
     }
 }
@@ -174,6 +182,23 @@ mod tests {
             err.contains("scrape_intervall") && err.contains("line 3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn query_section() {
+        let (c, _, _) = parse("").unwrap();
+        assert_eq!(c.query, QueryConfig::default());
+        assert_eq!(c.query.timeout.0, Duration::from_secs(120));
+        assert_eq!(c.query.lookback_delta.0, Duration::from_secs(300));
+        assert_eq!(c.query.max_samples, 50_000_000);
+        let (c, _, _) =
+            parse("query:\n  lookback_delta: 1m\n  max_samples: 1000\n  timeout: 30s\n").unwrap();
+        assert_eq!(c.query.lookback_delta.0, Duration::from_secs(60));
+        assert_eq!(c.query.max_samples, 1000);
+        assert_eq!(c.query.timeout.0, Duration::from_secs(30));
+        let err = format!("{:#}", parse("query:\n  timeot: 1m\n").unwrap_err());
+        assert!(err.contains("timeot") && err.contains("line 2"), "{err}");
+        assert!(parse("query:\n  timeout: 0s\n").is_err());
     }
 
     #[test]

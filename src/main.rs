@@ -6,6 +6,7 @@
 mod config;
 mod server;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,6 +34,16 @@ struct Args {
     /// Address to listen on [default: 127.0.0.1:9090, or `server.listen_address`].
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     listen_address: Option<String>,
+    /// How far back an instant selector looks for a sample [default: 5m, or
+    /// `query.lookback_delta`].
+    #[arg(long = "query.lookback-delta", value_name = "DURATION", value_parser = parse_duration)]
+    query_lookback_delta: Option<std::time::Duration>,
+    /// Most samples one query may hold in memory [default: 50000000, or `query.max_samples`].
+    #[arg(long = "query.max-samples", value_name = "N")]
+    query_max_samples: Option<usize>,
+    /// Longest a query may run [default: 2m, or `query.timeout`].
+    #[arg(long = "query.timeout", value_name = "DURATION", value_parser = parse_duration)]
+    query_timeout: Option<std::time::Duration>,
     /// Mount the storage test endpoints (/api/v1/tsdb/test/*). For tests only.
     #[arg(long = "web.enable-test-endpoints", hide = true)]
     enable_test_endpoints: bool,
@@ -54,6 +65,47 @@ enum CheckWhat {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// A duration flag in Prometheus syntax (`5m`, `1h30m`), greater than zero.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match hearth_tsdb::config::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The effective settings by Prometheus-style flag name, for `/api/v1/status/flags`.
+fn flag_values(args: &Args, loaded: &config::Loaded) -> BTreeMap<String, String> {
+    let cfg = &loaded.cfg;
+    let dur = |d: std::time::Duration| hearth_tsdb::config::PromDuration(d).to_string();
+    BTreeMap::from([
+        (
+            "config.file".to_string(),
+            args.config
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "storage.path".to_string(),
+            cfg.storage.path.display().to_string(),
+        ),
+        (
+            "web.listen-address".to_string(),
+            cfg.server.listen_address.clone(),
+        ),
+        (
+            "query.lookback-delta".to_string(),
+            dur(cfg.query.lookback_delta.0),
+        ),
+        (
+            "query.max-samples".to_string(),
+            cfg.query.max_samples.to_string(),
+        ),
+        ("query.timeout".to_string(), dur(cfg.query.timeout.0)),
+    ])
 }
 
 /// `hearth check config FILE...`, printing what `promtool check config` prints.
@@ -112,12 +164,26 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
     }
-    if let Some(p) = args.storage_path {
+    if let Some(p) = args.storage_path.clone() {
         loaded.cfg.storage.path = p;
     }
-    if let Some(a) = args.listen_address {
+    if let Some(a) = args.listen_address.clone() {
         loaded.cfg.server.listen_address = a;
     }
+    if let Some(d) = args.query_lookback_delta {
+        loaded.cfg.query.lookback_delta.0 = d;
+    }
+    if let Some(n) = args.query_max_samples {
+        loaded.cfg.query.max_samples = n;
+    }
+    if let Some(d) = args.query_timeout {
+        loaded.cfg.query.timeout.0 = d;
+    }
+    if let Err(e) = loaded.cfg.query.validate() {
+        eprintln!("hearth: invalid flags: {e}");
+        return ExitCode::from(2);
+    }
+    let flags = flag_values(&args, &loaded);
     let listen = loaded.cfg.server.listen_address.clone();
     loaded.point_self_scrape_at(&listen);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -131,7 +197,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(server::run(loaded, args.enable_test_endpoints)) {
+    match rt.block_on(server::run(loaded, flags, args.enable_test_endpoints)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

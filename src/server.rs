@@ -4,10 +4,12 @@
 //! then replay the WAL in the background; `/-/ready` answers 503 until the storage is open.
 //! Once the storage is open the scrape jobs start. SIGHUP and `POST /-/reload` re-read the
 //! config file and replace the scrape jobs; a bad new config is refused with its error and
-//! the old jobs keep running (storage/server/ingest settings need a restart).
+//! the old jobs keep running (storage/server/ingest/query settings need a restart; the
+//! config text `/api/v1/status/config` shows follows the reload).
 //! Shutdown on SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish,
 //! stop scraping, then close the storage (refuse writes, write and fsync the WAL) and exit 0.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hearth_ingest::Ingest;
+use hearth_query::http::{BuildInfo, QueryApi, StatusInfo};
+use hearth_query::Engine;
 use hearth_scrape::ScrapeManager;
 use hearth_tsdb::http::DbSlot;
 use hearth_tsdb::Db;
@@ -38,6 +42,8 @@ struct Reloader {
     path: Option<std::path::PathBuf>,
     listen: String,
     scrape: Arc<ScrapeManager>,
+    /// Told the new config text (or the failure) for `/api/v1/status/*`.
+    status: Arc<StatusInfo>,
     /// Serializes reloads.
     lock: tokio::sync::Mutex<()>,
 }
@@ -51,6 +57,16 @@ impl Reloader {
 
     async fn reload(&self) -> anyhow::Result<()> {
         let _g = self.lock.lock().await;
+        let r = self.reload_locked();
+        match &r {
+            Ok(text) => self.status.config_loaded(text.clone()),
+            Err(_) => self.status.config_reload_failed(),
+        }
+        r.map(drop)
+    }
+
+    /// Returns the new config's text.
+    fn reload_locked(&self) -> anyhow::Result<String> {
         let mut loaded = Config::load(self.path.as_deref())?;
         loaded.point_self_scrape_at(&self.listen);
         for w in &loaded.warnings {
@@ -58,11 +74,29 @@ impl Reloader {
         }
         self.apply(&loaded)?;
         tracing::info!(jobs = loaded.scrape.len(), "configuration reloaded");
-        Ok(())
+        Ok(loaded.text)
     }
 }
 
-pub(crate) async fn run(loaded: Loaded, test_endpoints: bool) -> anyhow::Result<()> {
+/// What `/api/v1/status/buildinfo` reports. `HEARTH_REVISION`, `HEARTH_BRANCH`,
+/// `HEARTH_BUILD_USER` and `HEARTH_BUILD_DATE` may be set in the build environment.
+fn build_info() -> BuildInfo {
+    let or_unknown = |v: Option<&str>| v.unwrap_or("unknown").to_string();
+    BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        revision: or_unknown(option_env!("HEARTH_REVISION")),
+        branch: or_unknown(option_env!("HEARTH_BRANCH")),
+        build_user: or_unknown(option_env!("HEARTH_BUILD_USER")),
+        build_date: or_unknown(option_env!("HEARTH_BUILD_DATE")),
+        go_version: concat!("rust (MSRV ", env!("CARGO_PKG_RUST_VERSION"), ")").to_string(),
+    }
+}
+
+pub(crate) async fn run(
+    loaded: Loaded,
+    flags: BTreeMap<String, String>,
+    test_endpoints: bool,
+) -> anyhow::Result<()> {
     let cfg = loaded.cfg.clone();
     let mut signals = ShutdownSignals::install()?;
     // Registered now so a SIGHUP during start-up is queued instead of killing the process.
@@ -75,10 +109,18 @@ pub(crate) async fn run(loaded: Loaded, test_endpoints: bool) -> anyhow::Result<
     let slot: DbSlot = Arc::new(OnceLock::new());
     let ingest = Ingest::new(slot.clone(), cfg.ingest.clone());
     let scrape = ScrapeManager::new(slot.clone(), ingest.clone());
+    // hearth keeps every sample in the head for now: no retention.
+    let status = StatusInfo::new(build_info(), flags, "unlimited".into(), loaded.text.clone());
+    let engine = Engine::new(
+        cfg.query
+            .engine_options(cfg.global.effective_evaluation_interval()),
+    );
+    let query_api = QueryApi::new(slot.clone(), engine, status.clone());
     let reloader = Arc::new(Reloader {
         path: loaded.path.clone(),
         listen: cfg.server.listen_address.clone(),
         scrape: scrape.clone(),
+        status,
         lock: tokio::sync::Mutex::new(()),
     });
     let state = AppState {
@@ -97,7 +139,8 @@ pub(crate) async fn run(loaded: Loaded, test_endpoints: bool) -> anyhow::Result<
         .route("/-/reload", post(reload).put(reload))
         .with_state(state)
         .merge(hearth_ingest::router(ingest))
-        .merge(hearth_scrape::http::router(scrape.clone()));
+        .merge(hearth_scrape::http::router(scrape.clone()))
+        .merge(hearth_query::http::router(query_api));
     if test_endpoints {
         app = app.merge(hearth_tsdb::http::test_router(slot.clone()));
     }

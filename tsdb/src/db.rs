@@ -11,6 +11,7 @@ use crate::appender::Appender;
 use crate::config::{StorageConfig, WalFsync};
 use crate::head::chunk_file::HeadChunkFiles;
 use crate::head::Head;
+use crate::index::CardinalityStats;
 use crate::querier::Querier;
 use crate::wal::{FsyncPolicy, Wal, WalOptions};
 use crate::{filenames, TsdbError};
@@ -35,6 +36,16 @@ pub struct ReplayStats {
     pub unknown_series_samples: u64,
     /// Records whose payload did not decode (CRC was fine: a bug or a newer format).
     pub bad_records: u64,
+}
+
+/// What [`Db::head_status`] reports.
+#[derive(Debug, Clone, Default)]
+pub struct HeadStatus {
+    pub cardinality: CardinalityStats,
+    /// Chunks in the head (open and memory-mapped).
+    pub chunk_count: u64,
+    /// Oldest and newest sample timestamps (ms) in the head.
+    pub time_range: Option<(i64, i64)>,
 }
 
 /// The metrics storage engine.
@@ -94,6 +105,26 @@ impl Db {
     /// Number of series in the head.
     pub fn num_series(&self) -> u64 {
         self.head.num_series()
+    }
+
+    /// Figures for Prometheus's `/api/v1/status/tsdb`: cardinality lists cut to `top` rows,
+    /// head chunks, and the head's time range (`None` without samples). Reads every series'
+    /// time range, one lock at a time: for a status page, not for hot paths.
+    pub fn head_status(&self, top: usize) -> HeadStatus {
+        let head = &self.head;
+        let mut range: Option<(i64, i64)> = None;
+        for id in head.postings.all().iter() {
+            let Some(s) = head.by_id(id) else { continue };
+            let tr = s.state.lock().time_range();
+            if let Some((a, b)) = tr {
+                range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+            }
+        }
+        HeadStatus {
+            cardinality: head.postings.cardinality_stats(&head.symbols, top),
+            chunk_count: head.stats.chunks_created.load(Ordering::Relaxed),
+            time_range: range,
+        }
     }
 
     pub fn replay_stats(&self) -> &ReplayStats {

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 pub use appender::{AppendReport, Appender, RejectReason, Rejection, SeriesRef};
 pub use config::StorageConfig;
-pub use db::{Db, ReplayStats};
+pub use db::{Db, HeadStatus, ReplayStats};
 pub use head::HeadStats;
 pub use index::{MatchOp, Matcher};
 pub use labels::{LabelError, Labels};

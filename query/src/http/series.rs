@@ -1,0 +1,175 @@
+//! `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use hearth_tsdb::{Labels, Matcher};
+
+use super::params::{parse_match_sets, unescape_name, Params, MAX_TIME_MS, MIN_TIME_MS};
+use super::{content_type, encode, run_blocking, success, ApiError, QueryApi, TRUNCATED};
+use crate::value::Annotations;
+
+/// What every one of these endpoints reads: `limit`, `start`, `end`, `match[]`.
+struct Selection {
+    limit: usize,
+    start: i64,
+    end: i64,
+    sets: Vec<Vec<Matcher>>,
+}
+
+fn selection(p: &Params) -> Result<Selection, ApiError> {
+    let limit = p.limit()?;
+    let start = p.time_or("start", MIN_TIME_MS)?;
+    let end = p.time_or("end", MAX_TIME_MS)?;
+    let sets = parse_match_sets(&p.all("match[]")).map_err(ApiError::bad_data)?;
+    Ok(Selection {
+        limit,
+        start,
+        end,
+        sets,
+    })
+}
+
+/// Cuts `items` to `limit` (0: no limit), warning when it cut.
+fn apply_limit<T>(items: &mut Vec<T>, limit: usize, ann: &mut Annotations) {
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        ann.warn(TRUNCATED.to_string());
+    }
+}
+
+fn storage_error(e: hearth_tsdb::TsdbError) -> ApiError {
+    ApiError {
+        kind: super::ErrorKind::Execution,
+        msg: e.to_string(),
+    }
+}
+
+/// `GET|POST /api/v1/series`: label sets of the series matching any `match[]` selector with
+/// samples in `[start, end]`, sorted, each once.
+pub(super) async fn series(
+    State(api): State<Arc<QueryApi>>,
+    q: RawQuery,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = Params::parse(q.0.as_deref(), content_type(&h), &body);
+    let r: Result<Response, ApiError> = async {
+        if p.all("match[]").is_empty() {
+            return Err(ApiError::bad_data("no match[] parameter provided"));
+        }
+        let sel = selection(&p)?;
+        let db = api.db()?;
+        let found = run_blocking(Arc::new(AtomicBool::new(false)), move || {
+            let querier = db.querier(sel.start, sel.end);
+            let mut all: BTreeSet<Labels> = BTreeSet::new();
+            for set in &sel.sets {
+                for s in querier.select(set)? {
+                    all.insert(s.labels);
+                }
+            }
+            Ok::<_, hearth_tsdb::TsdbError>((all.into_iter().collect::<Vec<_>>(), sel.limit))
+        })
+        .await?;
+        let (mut found, limit) = found.map_err(storage_error)?;
+        let mut ann = Annotations::default();
+        apply_limit(&mut found, limit, &mut ann);
+        let mut data = String::with_capacity(64 * found.len() + 2);
+        data.push('[');
+        for (i, l) in found.iter().enumerate() {
+            if i > 0 {
+                data.push(',');
+            }
+            data.push('{');
+            for (j, (n, v)) in l.iter().enumerate() {
+                if j > 0 {
+                    data.push(',');
+                }
+                encode::push_str(&mut data, n);
+                data.push(':');
+                encode::push_str(&mut data, v);
+            }
+            data.push('}');
+        }
+        data.push(']');
+        Ok(success(&data, &ann))
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET|POST /api/v1/labels`: label names, optionally of the series matching `match[]`.
+pub(super) async fn labels(
+    State(api): State<Arc<QueryApi>>,
+    q: RawQuery,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = Params::parse(q.0.as_deref(), content_type(&h), &body);
+    let r: Result<Response, ApiError> = async {
+        let sel = selection(&p)?;
+        let db = api.db()?;
+        let limit = sel.limit;
+        let mut names = run_blocking(Arc::new(AtomicBool::new(false)), move || {
+            let querier = db.querier(sel.start, sel.end);
+            if sel.sets.is_empty() {
+                return querier.label_names(&[]);
+            }
+            let mut all = BTreeSet::new();
+            for set in &sel.sets {
+                all.extend(querier.label_names(set));
+            }
+            all.into_iter().collect()
+        })
+        .await?;
+        let mut ann = Annotations::default();
+        apply_limit(&mut names, limit, &mut ann);
+        let mut data = String::new();
+        encode::push_str_array(&mut data, &names);
+        Ok(success(&data, &ann))
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /api/v1/label/<name>/values`: values of one label (the name may be `U__`-escaped).
+pub(super) async fn label_values(
+    State(api): State<Arc<QueryApi>>,
+    Path(name): Path<String>,
+    q: RawQuery,
+) -> Response {
+    let p = Params::parse(q.0.as_deref(), None, &[]);
+    let r: Result<Response, ApiError> = async {
+        let name = unescape_name(&name);
+        if name.is_empty() {
+            return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+        }
+        let sel = selection(&p)?;
+        let db = api.db()?;
+        let limit = sel.limit;
+        let mut values = run_blocking(Arc::new(AtomicBool::new(false)), move || {
+            let querier = db.querier(sel.start, sel.end);
+            if sel.sets.is_empty() {
+                return querier.label_values(&name, &[]);
+            }
+            let mut all = BTreeSet::new();
+            for set in &sel.sets {
+                all.extend(querier.label_values(&name, set));
+            }
+            all.into_iter().collect()
+        })
+        .await?;
+        let mut ann = Annotations::default();
+        apply_limit(&mut values, limit, &mut ann);
+        let mut data = String::new();
+        encode::push_str_array(&mut data, &values);
+        Ok(success(&data, &ann))
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
