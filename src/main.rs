@@ -24,7 +24,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// YAML config file (Prometheus-style `global:` plus hearth's `storage:` and `server:`).
+    /// YAML config file (Prometheus-style `global:` plus hearth's `storage:`, `server:`,
+    /// `ingest:` and `query:`).
     /// Without it hearth runs on its embedded default config.
     #[arg(long = "config", value_name = "FILE")]
     config: Option<PathBuf>,

@@ -551,6 +551,29 @@ fn query_results() {
     );
     assert_eq!(v["data"]["result"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["warnings"], json!(["results truncated due to limit"]));
+    // Per-query lookback_delta: 10 minutes after the last sample only a longer lookback
+    // still sees it (the configured one is 5m).
+    let late = format!(
+        "/api/v1/query?query=temp_celsius&time={}",
+        secs(last + 600_000)
+    );
+    let (_, v) = get(&h, &late);
+    assert_eq!(v["data"]["result"], json!([]), "{v}");
+    let (_, v) = get(&h, &format!("{late}&lookback_delta=15m"));
+    assert_eq!(v["data"]["result"][0]["value"][1], "21.5", "{v}");
+    // A timeout that has passed before evaluation starts.
+    assert_error(
+        get(
+            &h,
+            &format!(
+                "/api/v1/query?query=http_requests_total&time={}&timeout=0.000000001",
+                secs(last)
+            ),
+        ),
+        503,
+        "timeout",
+        "query timed out",
+    );
     // Errors from the engine.
     assert_error(
         get(&h, &format!("/api/v1/query?query={}", enc("sum("))),
