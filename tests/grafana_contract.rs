@@ -367,7 +367,8 @@ fn query_editor_and_panels() {
     );
     success("instant query", st, &v);
     assert_eq!(v["data"]["resultType"], "vector", "{v}");
-    let mut got: Vec<(Vec<(String, String)>, (f64, f64))> = v["data"]["result"]
+    type Sample = (Vec<(String, String)>, (f64, f64));
+    let mut got: Vec<Sample> = v["data"]["result"]
         .as_array()
         .unwrap()
         .iter()

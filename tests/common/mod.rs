@@ -233,6 +233,9 @@ pub fn urlencode(s: &str) -> String {
     out
 }
 
+/// Status, headers (lower-cased names) and body bytes.
+pub type RawBytesResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// Like [`http_raw`] but returns the body as bytes (for gzip-encoded responses).
 pub fn http_bytes(
     addr: &str,
@@ -240,7 +243,7 @@ pub fn http_bytes(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> std::io::Result<RawBytesResponse> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
