@@ -31,6 +31,9 @@
 //!   whose NaN, ±Inf and -0 values tie.
 //! - `atan2` keeps the metric name in 2.42 and drops it in 3 like the other arithmetic
 //!   operators: atan2 results are compared after `sum without ()`, which drops the name.
+//! - Nested subqueries: the inner one is evaluated at the outer one's steps, which are
+//!   multiples of its step, so an inner range that is a multiple of the inner step would start
+//!   on an inner step; inner ranges are chosen off-step (`[150s:1m]` inside `[10m:2m]`).
 //! - `holt_winters` became `double_exponential_smoothing` (behind a feature flag) in 3: not
 //!   generated. Functions newer than 2.42 (`sort_by_label`, `limitk`, `mad_over_time`, `info`,
 //!   ...) are not generated either.
@@ -852,6 +855,93 @@ fn queries() -> Vec<Q> {
         "NaN",
     ] {
         add("function", s.to_string());
+    }
+    let at = (T0 + 30 * MIN) / 1000;
+    for s in [
+        "count_values(\"v\", memory_usage_bytes)".to_string(),
+        "count_values(\"v\", ratio)".into(),
+        "count_values(\"v\", ratio / 1e9)".into(),
+        "count_values(\"v\", temperature_celsius * 1e25)".into(),
+        "count_values(\"job\", up)".into(),
+        r#"label_replace(temperature_celsius, "__name__", "temp_$1", "zone", "(.*)")"#.into(),
+        r#"label_replace(up, "job", "", "job", "api")"#.into(),
+        r#"label_replace(up, "x", "$0$0", "instance", "i.")"#.into(),
+        r#"label_replace(up, "x", "${1}b", "instance", "(i)(.)")"#.into(),
+        r#"label_join(up, "x", ",")"#.into(),
+        r#"absent(up{job=~"a.*",instance="zzz"})"#.into(),
+        r#"absent(up{job="zzz",job="yyy"})"#.into(),
+        r#"histogram_quantile(0.5, request_duration_seconds_bucket{le!="+Inf"})"#.into(),
+        r#"histogram_quantile(0.5, rate(request_duration_seconds_bucket{le=~"0.1|1|\\+Inf"}[5m]))"#.into(),
+        "histogram_quantile(0.5, vector(1))".into(),
+        "histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket[5m])) - 0.001)".into(),
+        "quantile_over_time(0.5, ratio[10m])".into(),
+        "stddev_over_time(ratio[10m])".into(),
+        "avg_over_time(ratio[10m])".into(),
+        "sum_over_time(ratio[10m])".into(),
+        "irate(http_requests_total[11m])".into(),
+        "changes(up[10m])".into(),
+        "resets(up[10m])".into(),
+        "timestamp(up offset 1m)".into(),
+        "-rate(process_cpu_seconds_total[5m])".into(),
+        "2 ^ 3 ^ 2".into(),
+        "-2 ^ 2".into(),
+        "vector(-7) % 3".into(),
+        "vector(5) % -3".into(),
+        "vector(-8) ^ (1/3)".into(),
+        "vector(-1) / 0".into(),
+        "round(vector(-2.5))".into(),
+        "round(vector(2.5))".into(),
+        "round(vector(-0.5))".into(),
+        "round(temperature_celsius, -10)".into(),
+        "sqrt(vector(-1))".into(),
+        "exp(vector(1000))".into(),
+        "ln(vector(0))".into(),
+        "acosh(vector(0.5))".into(),
+        "ratio == ratio".into(),
+        "ratio != bool ratio".into(),
+        "ratio > 0.5".into(),
+        "1 == bool 1".into(),
+        "clamp(ratio, 0, 0.5)".into(),
+        "quantile(0.5, vector(NaN))".into(),
+        "stddev(vector(1))".into(),
+        r#"sum by (__name__) ({__name__=~"temperature_celsius|memory_usage_bytes"})"#.into(),
+        r#"rate({__name__=~".+_total", job="web"}[5m])"#.into(),
+        "build_info * on(job, instance) group_left(job) up".into(),
+        r#"up * on(instance) group_left(zone) temperature_celsius{zone="a",job="api"}"#.into(),
+        "rate(http_requests_total[5m]) > on(job, instance) group_left() (sum by (job, instance) (rate(http_requests_total[5m])) / 4)".into(),
+        "(temperature_celsius > 10) or (memory_usage_bytes / 1e6)".into(),
+        "sum(rate(http_requests_total[5m])) by (job) > 1 unless on(job) sum(up) by (job) < 3".into(),
+        r#"last_over_time(up{instance="i2",job="web"}[10m])"#.into(),
+        r#"count_over_time(up{instance="i2"}[10m])"#.into(),
+        r#"absent_over_time(up{job="web",instance="i2"}[1m])"#.into(),
+        "max_over_time(up[10m:1m] offset 2m)".into(),
+        // An @ time on a subquery must not sit on its step either.
+        format!("sum_over_time(up[10m:1m] @ {})", at + 17),
+        // Nested: the inner subquery runs at the outer steps (whole minutes), so its range is
+        // 150 s, which keeps its start off its own 1 m steps.
+        "max_over_time(avg_over_time(temperature_celsius[150s:1m])[10m:2m])".into(),
+        "rate(http_requests_total[5m:1m] offset 5m)".into(),
+        "max_over_time(up[1h:])".into(),
+        "rate(http_requests_total[30s])".into(),
+        "increase(http_requests_total[20s])".into(),
+        "day_of_week(vector(-1))".into(),
+        "year(vector(1e10))".into(),
+        "minute(vector(NaN))".into(),
+        "hour(vector(NaN))".into(),
+        "year(vector(NaN))".into(),
+        "day_of_month(vector(Inf))".into(),
+        "day_of_week(timestamp(up))".into(),
+        "time() - timestamp(up) > 60".into(),
+        format!("temperature_celsius @ {at}.5"),
+        "scalar(vector(1)) + scalar(sum(no_such_metric))".into(),
+        "vector(1) unless on() absent(no_such_metric)".into(),
+        "predict_linear(http_requests_total[10m], 300)".into(),
+        "deriv(http_requests_total[10m])".into(),
+        "delta(http_requests_total[5m])".into(),
+        "idelta(http_requests_total[5m])".into(),
+        "sort_desc(sum by (job, instance) (up))".into(),
+    ] {
+        add("edge case", s);
     }
     q
 }
