@@ -51,7 +51,7 @@ pub enum QueryError {
     /// The query ran past its time limit (HTTP 503, `timeout`).
     #[error("query timed out in {0}")]
     Timeout(&'static str),
-    /// The client went away (HTTP 503... Prometheus uses 499-ish `canceled`).
+    /// The client went away (HTTP 499, `canceled`).
     #[error("query was canceled in {0}")]
     Canceled(&'static str),
     /// Storage failure (HTTP 500, `internal`).
@@ -152,7 +152,7 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        if (end - start) / step >= self.opts.max_steps {
+        if (end - start) / step > self.opts.max_steps {
             return Err(QueryError::BadData(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
             ));

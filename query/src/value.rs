@@ -97,7 +97,10 @@ impl Metric {
 impl From<&hearth_tsdb::labels::Labels> for Metric {
     fn from(l: &hearth_tsdb::labels::Labels) -> Self {
         Metric {
-            pairs: l.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            pairs: l
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
         }
     }
 }

@@ -105,29 +105,40 @@ impl Evaluator<'_> {
             }
             T_COUNT_VALUES => {
                 let label = label.unwrap_or_default();
-                super::check_label_name(&label)
-                    .map_err(QueryError::Execution)?;
+                super::check_label_name(&label).map_err(QueryError::Execution)?;
                 let mut out: Vec<Series> = Vec::new();
                 let mut index: HashMap<Metric, usize> = HashMap::new();
+                // Output label sets per (group, value): the value label may overwrite a
+                // grouping label, so different groups can share an output series.
+                let mut metrics: HashMap<(usize, String), usize> = HashMap::new();
+                let mut counts: Vec<f64> = Vec::new();
+                let mut touched: Vec<usize> = Vec::new();
                 for (i, at_step) in per_step.iter().enumerate() {
-                    let mut counts: HashMap<(usize, String), f64> = HashMap::new();
-                    let mut order = Vec::new();
+                    touched.clear();
                     for &(si, v) in at_step {
                         let key = (gid[si], format_float(v));
-                        let c = counts.entry(key.clone()).or_insert_with(|| {
-                            order.push(key.clone());
-                            0.0
-                        });
-                        *c += 1.0;
+                        let idx = match metrics.get(&key) {
+                            Some(&idx) => idx,
+                            None => {
+                                let mut m = groups[key.0].metric.clone();
+                                m.set(&label, &key.1);
+                                let idx = *index.entry(m.clone()).or_insert_with(|| {
+                                    out.push(Series::new(m, Vec::new()));
+                                    counts.push(0.0);
+                                    out.len() - 1
+                                });
+                                metrics.insert(key, idx);
+                                idx
+                            }
+                        };
+                        if counts[idx] == 0.0 {
+                            touched.push(idx);
+                        }
+                        counts[idx] += 1.0;
                     }
-                    for key in order {
-                        let mut m = groups[key.0].metric.clone();
-                        m.set(&label, &key.1);
-                        let idx = *index.entry(m.clone()).or_insert_with(|| {
-                            out.push(Series::new(m, Vec::new()));
-                            out.len() - 1
-                        });
-                        out[idx].points.push((steps.ts(i), counts[&key]));
+                    for &idx in &touched {
+                        out[idx].points.push((steps.ts(i), counts[idx]));
+                        counts[idx] = 0.0;
                     }
                 }
                 Ok(Value::Vector(out))
@@ -200,16 +211,8 @@ impl Evaluator<'_> {
                                 (st.mean, st.c) =
                                     stats::kahan_inc(f / st.count, q * st.mean, q * st.c);
                             }
-                            T_MAX => {
-                                if st.value < f || st.value.is_nan() {
-                                    st.value = f;
-                                }
-                            }
-                            T_MIN => {
-                                if st.value > f || st.value.is_nan() {
-                                    st.value = f;
-                                }
-                            }
+                            T_MAX if st.value < f || st.value.is_nan() => st.value = f,
+                            T_MIN if st.value > f || st.value.is_nan() => st.value = f,
                             T_COUNT => st.count += 1.0,
                             T_STDDEV | T_STDVAR => {
                                 st.count += 1.0;

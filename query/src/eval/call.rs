@@ -336,10 +336,8 @@ impl Evaluator<'_> {
             }
         }
         if name == "double_exponential_smoothing" && params.len() == 2 {
-            for i in 0..steps.len() {
-                if let Some(e) =
-                    range::double_exponential_smoothing_error(params[0][i], params[1][i])
-                {
+            for (&sf, &tf) in params[0].iter().zip(&params[1]) {
+                if let Some(e) = range::double_exponential_smoothing_error(sf, tf) {
                     return Err(QueryError::Execution(e));
                 }
             }

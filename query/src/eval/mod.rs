@@ -272,6 +272,10 @@ pub(crate) fn merge_same_labels(series: Vec<Series>) -> Result<Vec<Series>, Quer
     Ok(out)
 }
 
+/// Called with a series' metric, its samples (stale markers removed) and the step → window
+/// end mapping.
+type PerSeries<'f, T> = dyn FnMut(&Metric, &[Point], &dyn Fn(usize) -> i64) -> Option<T> + 'f;
+
 pub(crate) struct Evaluator<'a> {
     pub(crate) opts: &'a EngineOptions,
     db: &'a Db,
@@ -539,7 +543,7 @@ impl<'a> Evaluator<'a> {
         vs: &VectorSelector,
         range: i64,
         steps: Steps,
-        per_series: &mut dyn FnMut(&Metric, &[Point], &dyn Fn(usize) -> i64) -> Option<T>,
+        per_series: &mut PerSeries<'_, T>,
     ) -> Result<Vec<(Metric, T)>, QueryError> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);

@@ -71,7 +71,8 @@ fn canceled_and_timed_out_queries_stop() {
     load(&db, &[vec![(0, 1.0)]]);
     let engine = Engine::default();
     let c = ctx();
-    c.cancel_flag().store(true, std::sync::atomic::Ordering::Relaxed);
+    c.cancel_flag()
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(matches!(
         engine.instant(&db, "m_total", 0, &c),
         Err(QueryError::Canceled(_))
@@ -87,7 +88,12 @@ fn canceled_and_timed_out_queries_stop() {
 fn bad_queries_and_steps_are_bad_data() {
     let (_d, db) = open();
     let engine = Engine::default();
-    for (q, step) in [("sum(", 1000), ("m_total", 0), ("\"str\"", 1000), ("m_total[5m]", 1000)] {
+    for (q, step) in [
+        ("sum(", 1000),
+        ("m_total", 0),
+        ("\"str\"", 1000),
+        ("m_total[5m]", 1000),
+    ] {
         let e = engine.range(&db, q, 0, 10_000, step, &ctx()).unwrap_err();
         assert_eq!(e.error_type(), "bad_data", "{q}: {e}");
     }
@@ -100,12 +106,17 @@ fn invalid_utf8_label_names_are_refused_with_their_source() {
     let e = Engine::default()
         .instant(&db, r#"count_values("a\xc5z", m_total)"#, 0, &ctx())
         .unwrap_err();
-    assert_eq!(e, QueryError::Execution(r#"invalid label name "a\xc5z""#.into()));
+    assert_eq!(
+        e,
+        QueryError::Execution(r#"invalid label name "a\xc5z""#.into())
+    );
     // Valid escapes still work.
     let out = Engine::default()
         .instant(&db, r#"count_values("\x61", m_total)"#, 0, &ctx())
         .unwrap();
-    let QueryValue::Vector(v) = out.value else { panic!() };
+    let QueryValue::Vector(v) = out.value else {
+        panic!()
+    };
     assert_eq!(v[0].metric.get("a"), Some("1"));
 }
 

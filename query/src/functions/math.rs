@@ -149,36 +149,69 @@ fn go_f64_to_i64(v: f64) -> i64 {
     }
 }
 
-/// The proleptic Gregorian UTC calendar fields of `v` seconds since the epoch (days from
-/// civil, Howard Hinnant's algorithm), computed in 128 bits so no input overflows.
+/// The UTC calendar fields of `v` seconds since the epoch exactly as Go's `time` package
+/// (1.19–1.22, which Prometheus 2.x/3.x release builds use) computes them: seconds are moved
+/// to Go's "absolute" epoch with wrapping 64-bit arithmetic, then split into 400/100/4/1-year
+/// cycles. For representable times this is the proleptic Gregorian calendar; for NaN/±Inf
+/// (`i64::MIN` seconds) it reproduces Go's wrapped results (e.g. `hour(vector(NaN))` = 15),
+/// which the differential test against Prometheus checks.
 fn civil(v: f64) -> Civil {
-    let secs = i128::from(go_f64_to_i64(v));
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400) as u32;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], March-based
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i128::from(month <= 2);
-    // Day of the year (1-based, January 1st = 1).
-    const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let leap = is_leap(year);
-    let yday = CUM[month as usize - 1] + day + u32::from(leap && month > 2);
-    // 1970-01-01 was a Thursday (4).
-    let weekday = (days + 4).rem_euclid(7) as u32;
+    const SECS_PER_DAY: u64 = 86_400;
+    // unixToInternal + internalToAbsolute in Go's time.go.
+    const UNIX_TO_ABSOLUTE: i64 = 62_135_596_800 + 9_223_371_966_579_724_800;
+    const ABSOLUTE_ZERO_YEAR: i64 = -292_277_022_399;
+    const DAYS_PER_400: u64 = 365 * 400 + 97;
+    const DAYS_PER_100: u64 = 365 * 100 + 24;
+    const DAYS_PER_4: u64 = 365 * 4 + 1;
+    const DAYS_BEFORE: [u32; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365];
+    let abs = go_f64_to_i64(v).wrapping_add(UNIX_TO_ABSOLUTE) as u64;
+    let mut d = abs / SECS_PER_DAY;
+    let mut n = d / DAYS_PER_400;
+    let mut y = 400 * n;
+    d -= DAYS_PER_400 * n;
+    n = d / DAYS_PER_100;
+    n -= n >> 2;
+    y += 100 * n;
+    d -= DAYS_PER_100 * n;
+    n = d / DAYS_PER_4;
+    y += 4 * n;
+    d -= DAYS_PER_4 * n;
+    n = d / 365;
+    n -= n >> 2;
+    y += n;
+    d -= 365 * n;
+    let year = (y as i64).wrapping_add(ABSOLUTE_ZERO_YEAR);
+    let yday = d as u32; // 0-based
+    let mut day = yday;
+    let (month, day) = 'md: {
+        if is_leap(i128::from(year)) {
+            if day > 31 + 29 - 1 {
+                day -= 1;
+            } else if day == 31 + 29 - 1 {
+                break 'md (2, 29);
+            }
+        }
+        let mut month = day / 31;
+        let end = DAYS_BEFORE[month as usize + 1];
+        let begin = if day >= end {
+            month += 1;
+            end
+        } else {
+            DAYS_BEFORE[month as usize]
+        };
+        (month + 1, day - begin + 1)
+    };
+    let sod = abs % SECS_PER_DAY;
+    // Go's absWeekday: the absolute epoch starts on a Monday.
+    let weekday = ((abs + SECS_PER_DAY) % (7 * SECS_PER_DAY) / SECS_PER_DAY) as u32;
     Civil {
-        // Years beyond i64 cannot be produced from an i64 of seconds.
-        year: year as i64,
+        year,
         month,
         day,
-        yday,
+        yday: yday + 1,
         weekday,
-        hour: sod / 3_600,
-        minute: sod % 3_600 / 60,
+        hour: (sod / 3_600) as u32,
+        minute: (sod % 3_600 / 60) as u32,
     }
 }
 
@@ -233,6 +266,11 @@ mod tests {
         assert_eq!(k("minute", t, &[]), Some(4.0));
         // Epoch: Thursday, 1970-01-01.
         assert_eq!(k("day_of_week", 0.0, &[]), Some(4.0));
+        // Go's wrapped results for NaN/±Inf, as Prometheus 2.42 (amd64) returns them.
+        assert_eq!(k("minute", f64::NAN, &[]), Some(30.0));
+        assert_eq!(k("hour", f64::NAN, &[]), Some(15.0));
+        assert_eq!(k("year", f64::NAN, &[]), Some(292277026596.0));
+        assert_eq!(k("day_of_month", f64::INFINITY, &[]), Some(4.0));
         assert_eq!(k("year", 0.0, &[]), Some(1970.0));
         assert_eq!(k("year", 1230767999.0, &[]), Some(2008.0));
         assert_eq!(k("year", 1230768000.0, &[]), Some(2009.0));
