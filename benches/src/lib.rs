@@ -11,6 +11,7 @@ pub mod cli;
 pub mod dataset;
 pub mod http;
 pub mod process;
+pub mod query;
 pub mod remote_write;
 pub mod scrape;
 pub mod scrape_targets;

@@ -174,6 +174,24 @@ pub fn peak_rss_bytes(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("no VmHWM in /proc/<pid>/status"))
 }
 
+/// Resident set size of `pid` in bytes now (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_bytes(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| io::Error::other("no VmRSS in /proc/<pid>/status"))
+}
+
+/// Resets `pid`'s peak RSS (`VmHWM`) to its current RSS (writes `5` to
+/// `/proc/<pid>/clear_refs`, Linux 4.0+), so that [`peak_rss_bytes`] afterwards is the peak
+/// of one phase rather than since start-up. Needs the same uid as `pid`.
+pub fn reset_peak_rss(pid: u32) -> io::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+}
+
 /// User + system CPU seconds of this process (all threads) so far.
 pub fn self_cpu_seconds() -> f64 {
     // SAFETY: getrusage writes only into the zeroed struct we pass.
