@@ -182,24 +182,9 @@ impl Evaluator<'_> {
                         "invalid regular expression in label_replace(): {e}"
                     ))
                 })?;
-                super::check_label_name(&dst).map_err(|_| {
-                    QueryError::Execution(format!(
-                        "invalid destination label name in label_replace(): {dst}"
-                    ))
-                })?;
-                let out: Vec<Series> = series
-                    .into_iter()
-                    .map(|s| {
-                        let metric = labels::label_replace(&s.metric, &dst, &repl, &src, &re);
-                        let drop_name = s.drop_name && dst != NAME;
-                        Series {
-                            metric,
-                            points: s.points,
-                            drop_name,
-                        }
-                    })
-                    .collect();
-                Ok(Value::Vector(super::merge_same_labels(out)?))
+                relabel(series, name, &dst, |m| {
+                    labels::label_replace(m, &dst, &repl, &src, &re)
+                })
             }
             "label_join" => {
                 let series = self.eval_vector(&args[0], steps)?;
@@ -209,24 +194,9 @@ impl Evaluator<'_> {
                 for a in &args[3..] {
                     srcs.push(self.eval_string(a)?);
                 }
-                super::check_label_name(&dst).map_err(|_| {
-                    QueryError::Execution(format!(
-                        "invalid destination label name in label_join(): {dst}"
-                    ))
-                })?;
-                let out: Vec<Series> = series
-                    .into_iter()
-                    .map(|s| {
-                        let metric = labels::label_join(&s.metric, &dst, &sep, &srcs);
-                        let drop_name = s.drop_name && dst != NAME;
-                        Series {
-                            metric,
-                            points: s.points,
-                            drop_name,
-                        }
-                    })
-                    .collect();
-                Ok(Value::Vector(super::merge_same_labels(out)?))
+                relabel(series, name, &dst, |m| {
+                    labels::label_join(m, &dst, &sep, &srcs)
+                })
             }
             "histogram_quantile" => {
                 let q = self.eval_scalar(&args[0], steps)?;
@@ -466,6 +436,28 @@ fn slide(
         }
     }
     out
+}
+
+/// `label_replace`/`label_join`: checks the destination name, rewrites every label set
+/// (writing `__name__` cancels a pending name removal) and refuses results that collide.
+fn relabel(
+    series: Vec<Series>,
+    func: &str,
+    dst: &str,
+    f: impl Fn(&Metric) -> Metric,
+) -> Result<Value, QueryError> {
+    super::check_label_name(dst).map_err(|_| {
+        QueryError::Execution(format!("invalid destination label name in {func}(): {dst}"))
+    })?;
+    let out: Vec<Series> = series
+        .into_iter()
+        .map(|s| Series {
+            metric: f(&s.metric),
+            points: s.points,
+            drop_name: s.drop_name && dst != NAME,
+        })
+        .collect();
+    Ok(Value::Vector(super::merge_same_labels(out)?))
 }
 
 fn unparen(e: &Expr) -> &Expr {

@@ -626,7 +626,7 @@ impl<'a> Evaluator<'a> {
 }
 
 /// The selector's matchers as tsdb matchers; more than one list for `{a="1" or b="2"}`.
-fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<TsdbMatcher>>, QueryError> {
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<TsdbMatcher>>, QueryError> {
     let convert = |m: &Matcher| -> Result<TsdbMatcher, QueryError> {
         let op = match m.op {
             MatchOp::Equal => TsdbOp::Equal,

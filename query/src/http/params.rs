@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use hearth_tsdb::{MatchOp, Matcher};
-use promql_parser::label::MatchOp as PMatchOp;
+use hearth_tsdb::Matcher;
 use promql_parser::parser::Expr;
 
 use super::ApiError;
@@ -228,23 +227,7 @@ pub(crate) fn parse_match_sets(selectors: &[&str]) -> Result<Vec<Vec<Matcher>>, 
                 "invalid metric selector {s:?}: not a vector selector"
             ));
         };
-        let mut base = Vec::new();
-        if let Some(n) = &vs.name {
-            base.push(
-                Matcher::new(MatchOp::Equal, "__name__", n.clone()).map_err(|e| e.to_string())?,
-            );
-        }
-        let groups: Vec<&Vec<promql_parser::label::Matcher>> = if vs.matchers.or_matchers.is_empty()
-        {
-            vec![&vs.matchers.matchers]
-        } else {
-            vs.matchers.or_matchers.iter().collect()
-        };
-        for g in groups {
-            let mut set = base.clone();
-            for m in g {
-                set.push(convert_matcher(m)?);
-            }
+        for set in crate::eval::selector_matchers(&vs).map_err(|e| e.to_string())? {
             if set.iter().all(Matcher::matches_empty) {
                 return Err("match[] must contain at least one non-empty matcher".into());
             }
@@ -252,16 +235,6 @@ pub(crate) fn parse_match_sets(selectors: &[&str]) -> Result<Vec<Vec<Matcher>>, 
         }
     }
     Ok(sets)
-}
-
-fn convert_matcher(m: &promql_parser::label::Matcher) -> Result<Matcher, String> {
-    let op = match m.op {
-        PMatchOp::Equal => MatchOp::Equal,
-        PMatchOp::NotEqual => MatchOp::NotEqual,
-        PMatchOp::Re(_) => MatchOp::Regex,
-        PMatchOp::NotRe(_) => MatchOp::NotRegex,
-    };
-    Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
