@@ -28,7 +28,7 @@ mod common;
 
 use std::io::Read as _;
 
-use common::{http_bytes, http_raw, urlencode, Hearth};
+use common::{http_bytes, urlencode, Hearth};
 use serde_json::Value;
 
 /// First sample (Unix seconds, a multiple of 15 so Grafana-aligned ranges hit samples).
@@ -53,15 +53,7 @@ fn load(h: &Hearth) {
             5 * i,
             i % 7,
         );
-        let (st, _, resp) = http_raw(
-            &h.addr,
-            "POST",
-            "/api/v1/import/prometheus",
-            &[],
-            body.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(st, 204, "{resp}");
+        h.import(&body);
     }
 }
 

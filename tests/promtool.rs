@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use common::{http_raw, require, Hearth};
+use common::{require, Hearth};
 use serde_json::Value;
 
 /// First sample (Unix seconds); samples every 15 s for 10 minutes.
@@ -36,15 +36,7 @@ fn load(h: &Hearth) {
             10 * i,
             5.0 * i as f64 + 0.5,
         );
-        let (st, _, resp) = http_raw(
-            &h.addr,
-            "POST",
-            "/api/v1/import/prometheus",
-            &[],
-            body.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(st, 204, "{resp}");
+        h.import(&body);
     }
 }
 

@@ -42,15 +42,7 @@ fn start(tmp: &tempfile::TempDir) -> Hearth {
             a = i * 10,
             b = i * 20,
         );
-        let (st, _, resp) = http_raw(
-            &h.addr,
-            "POST",
-            "/api/v1/import/prometheus",
-            &[],
-            body.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(st, 204, "{resp}");
+        h.import(&body);
     }
     h
 }

@@ -25,6 +25,20 @@ pub fn free_port() -> u16 {
 }
 
 impl Hearth {
+    /// Pushes an exposition-format body through `/api/v1/import/prometheus` (asserts 204).
+    #[allow(dead_code)]
+    pub fn import(&self, body: &str) {
+        let (st, _, resp) = http_raw(
+            &self.addr,
+            "POST",
+            "/api/v1/import/prometheus",
+            &[],
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(st, 204, "{resp}");
+    }
+
     /// Starts hearth on `dir` with the test endpoints and `extra` arguments; does not wait.
     pub fn spawn(dir: &Path, extra: &[&str]) -> Hearth {
         let addr = format!("127.0.0.1:{}", free_port());
