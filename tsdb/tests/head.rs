@@ -33,7 +33,14 @@ fn all_samples(db: &Db, m: &[Matcher]) -> Vec<(Labels, Vec<(i64, u64)>)> {
         .select(m)
         .unwrap()
         .iter()
-        .map(|s| (s.labels.clone(), bits(&s.samples().unwrap())))
+        .map(|s| {
+            let it = bits(&s.samples().unwrap());
+            // The batch decoder must agree with the iterator.
+            let mut batch = Vec::new();
+            s.decode_into(&mut batch).unwrap();
+            assert_eq!(bits(&batch), it, "decode_into vs iter for {}", s.labels);
+            (s.labels.clone(), it)
+        })
         .collect()
 }
 

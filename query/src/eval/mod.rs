@@ -473,14 +473,8 @@ impl<'a> Evaluator<'a> {
                     }
                 }
                 buf.clear();
-                let mut it = s.iter();
-                buf.extend(it.by_ref());
-                if let Some(e) = it.err() {
-                    return Err(QueryError::Internal(format!(
-                        "corrupt chunk in {}: {e}",
-                        s.labels
-                    )));
-                }
+                s.decode_into(&mut buf)
+                    .map_err(|e| QueryError::Internal(e.to_string()))?;
                 self.add_samples(buf.len())?;
                 if let Some(t) = f(&metric, &buf) {
                     out.push((metric, t));
