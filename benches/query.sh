@@ -43,4 +43,5 @@ for p in prometheus victoria-metrics; do
 done
 
 cargo build --release -p hearth -p hearth-benches
-exec target/release/query --hearth target/release/hearth --prometheus "$PROMETHEUS" --vm "$VM" "$@"
+BIN=${CARGO_TARGET_DIR:-target}/release
+exec "$BIN/query" --hearth "$BIN/hearth" --prometheus "$PROMETHEUS" --vm "$VM" "$@"

@@ -5,7 +5,7 @@
 //!
 //! The fleet has two groups so that 7 d stays small enough to ingest in minutes: `--hosts`
 //! hosts with the last 24 h of data, and `--long-hosts` hosts with history over the longest
-//! range (7 d). Both are [`dataset`] hosts (scraped every 15 s), each with a classic
+//! range (7 d). Both are [`crate::dataset`] hosts (scraped every 15 s), each with a classic
 //! histogram added (`http_request_duration_seconds`). The data is sent in global time order
 //! (every series in time order, all series within minutes of each other), which is what
 //! Prometheus's remote-write receiver needs without an out-of-order window.
@@ -124,12 +124,12 @@ pub const QUERIES: &[Query] = &[
         compare: Compare::Series,
     },
     Query {
-        name: "sum by rate",
+        name: "sum_rate",
         expr: "sum by (instance, mode) (rate(node_cpu_seconds_total[5m]))",
         compare: Compare::Series,
     },
     Query {
-        name: "memory ratio",
+        name: "memory_ratio",
         expr: "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
         compare: Compare::Series,
     },
@@ -139,13 +139,13 @@ pub const QUERIES: &[Query] = &[
         compare: Compare::SortedValues,
     },
     Query {
-        name: "histogram_quantile",
+        name: "hist_quantile",
         expr:
             "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
         compare: Compare::Series,
     },
     Query {
-        name: "regex rate",
+        name: "regex_rate",
         expr: r#"sum by (instance, devices) (rate({__name__=~"node_interrupts.*", devices=~"virtio.*|eth.*"}[5m]))"#,
         compare: Compare::Series,
     },
@@ -165,6 +165,7 @@ pub struct Options {
     pub repeat: usize,
     pub warmup: usize,
     pub ranges: Vec<Range>,
+    pub queries: Vec<Query>,
     pub samples_per_request: usize,
     pub tmp_dir: Option<PathBuf>,
     pub servers: Vec<Kind>,
@@ -183,6 +184,7 @@ impl Default for Options {
             repeat: 5,
             warmup: 1,
             ranges: RANGES.to_vec(),
+            queries: QUERIES.to_vec(),
             samples_per_request: 5000,
             tmp_dir: None,
             servers: Kind::ALL.to_vec(),
@@ -206,6 +208,7 @@ data, same queries, same run.
   --repeat N               timed runs per query and server (median reported) [5]
   --warmup N               untimed runs first [1]
   --ranges LIST            comma-separated subset of 1h,24h,7d [all]
+  --queries LIST           comma-separated subset of the query names in the table [all]
   --samples-per-request N  samples per remote_write request during ingest [5000]
   --tmp-dir DIR            parent of the servers' data directories [system temp dir]
   --servers LIST           comma-separated subset of hearth,prometheus,vm [all]
@@ -241,6 +244,18 @@ impl Options {
                                 .copied()
                                 .find(|r| r.name == s.trim())
                                 .ok_or_else(|| format!("--ranges: unknown range {s:?}"))
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                "--queries" => {
+                    o.queries = value()?
+                        .split(',')
+                        .map(|s| {
+                            QUERIES
+                                .iter()
+                                .copied()
+                                .find(|q| q.name == s.trim())
+                                .ok_or_else(|| format!("--queries: unknown query {s:?}"))
                         })
                         .collect::<Result<_, _>>()?
                 }
@@ -734,14 +749,14 @@ pub fn run(opts: &Options) -> Result<(), String> {
     }
     println!(
         "querying: {} queries x {} ranges, {} warm-up + {} timed runs each, servers in turn\n",
-        QUERIES.len(),
+        opts.queries.len(),
         opts.ranges.len(),
         opts.warmup,
         opts.repeat
     );
     let mut cells = Vec::new();
     for &range in &opts.ranges {
-        for &query in QUERIES {
+        for &query in &opts.queries {
             let cell = run_cell(&servers, &mut conns, opts, range, query, end_ms);
             println!("{}", cell_line(&cell, &opts.servers));
             for w in &cell.warnings {
@@ -864,6 +879,24 @@ pub fn report(cells: &[Cell], memory: &[Memory], opts: &Options) -> String {
     for c in cells {
         let _ = writeln!(s, "{}", cell_line(c, kinds));
     }
+    let _ = writeln!(
+        s,
+        "server CPU per run, ms (utime+stime over the timed runs / runs; /proc counts 10 ms ticks), and CPU/latency (above 1: the query ran on more than one core):"
+    );
+    let mut h = format!("{:<5} {:<19}", "range", "query");
+    for k in kinds {
+        let _ = write!(h, " {:>10} {:>6}", format!("{} CPU", k.short()), "/lat");
+    }
+    let _ = writeln!(s, "{h}");
+    for c in cells {
+        let mut line = format!("{:<5} {:<19}", c.range.name, c.query.name);
+        for (k, t) in &c.timings {
+            let cpu_ms = t.cpu_s * 1e3 / t.runs_ms.len().max(1) as f64;
+            let par = c.median(*k).map_or(f64::NAN, |m| cpu_ms / m);
+            let _ = write!(line, " {cpu_ms:>10.1} {par:>6.2}");
+        }
+        let _ = writeln!(s, "{line}");
+    }
     let warned = cells.iter().filter(|c| !c.warnings.is_empty()).count();
     if warned > 0 {
         let _ = writeln!(
@@ -873,7 +906,7 @@ pub fn report(cells: &[Cell], memory: &[Memory], opts: &Options) -> String {
         );
     }
     let _ = writeln!(s, "queries:");
-    for q in QUERIES {
+    for q in &opts.queries {
         let _ = writeln!(s, "  {:<19} {}", q.name, q.expr);
     }
     let steps: Vec<String> = opts
@@ -953,6 +986,7 @@ mod tests {
                 "vm,prometheus",
                 "--warmup",
                 "0",
+                "--queries=topk,rate",
             ]
             .map(String::from),
         )
@@ -960,6 +994,8 @@ mod tests {
         assert_eq!((o.hosts, o.long_hosts, o.warmup), (3, 2, 0));
         assert_eq!(o.ranges, vec![RANGES[0], RANGES[1]]);
         assert_eq!(o.servers, vec![Kind::VictoriaMetrics, Kind::Prometheus]);
+        let names: Vec<&str> = o.queries.iter().map(|q| q.name).collect();
+        assert_eq!(names, ["topk", "rate"]);
         assert_eq!((o.long_span_s(), o.short_span_s()), (86_400, 86_400));
         assert!(Options::parse(["--ranges".to_string(), "2h".into()]).is_err());
         assert!(Options::parse(["--series-per-host".to_string(), "60".into()]).is_err());
