@@ -171,16 +171,32 @@ impl<'a> Appender<'a> {
             files: &db.head.files,
             stats: &db.head.stats,
             ooo_window_ms: Some(db.ooo_window_ms),
+            min_valid_t: &db.head.min_valid_t,
         };
+        let mut this = self;
+        let mut newest = i64::MIN;
         let mut report = AppendReport::default();
-        let mut accepted: Vec<(u64, i64, f64)> = Vec::with_capacity(self.samples.len());
+        let mut accepted: Vec<(u64, i64, f64)> = Vec::with_capacity(this.samples.len());
         let mut i = 0;
-        while i < self.samples.len() {
-            let s = &self.samples[i].0;
+        while i < this.samples.len() {
+            let s = this.samples[i].0.clone();
             let mut st = s.state.lock();
+            if st.removed {
+                // Head GC removed the series after this batch (or a cache) looked it up: log
+                // it again under a new id and append there.
+                drop(st);
+                let fresh = this.series(&db.head.labels_of(&s))?.0;
+                let mut j = i;
+                while j < this.samples.len() && Arc::ptr_eq(&this.samples[j].0, &s) {
+                    this.samples[j].0 = fresh.clone();
+                    j += 1;
+                }
+                continue;
+            }
             // Consecutive samples of one series share one lock acquisition.
-            while i < self.samples.len() && Arc::ptr_eq(&self.samples[i].0, s) {
-                let (_, t, v) = self.samples[i];
+            while i < this.samples.len() && Arc::ptr_eq(&this.samples[i].0, &s) {
+                let (_, t, v) = this.samples[i];
+                newest = newest.max(t);
                 let reason = match st.append(s.id, t, v, &ctx)? {
                     AppendOutcome::Appended => {
                         accepted.push((s.id, t, v));
@@ -210,7 +226,7 @@ impl<'a> Appender<'a> {
                 if let Some(reason) = reason {
                     if report.rejections.len() < MAX_REJECTION_DETAILS {
                         report.rejections.push(Rejection {
-                            labels: db.head.labels_of(s),
+                            labels: db.head.labels_of(&s),
                             t,
                             v,
                             reason,
@@ -234,7 +250,8 @@ impl<'a> Appender<'a> {
         stats
             .rejected_duplicate_conflict
             .fetch_add(report.duplicate_conflicts as u64, Ordering::Relaxed);
-        let mut lsn = self.series_lsn;
+        db.head.max_t.fetch_max(newest, Ordering::Relaxed);
+        let mut lsn = this.series_lsn;
         // One record per batch keeps a batch atomic across a crash. Only batches beyond
         // MAX_SAMPLES_PER_RECORD (whose record would pass the WAL's payload limit) are split.
         for part in accepted.chunks(MAX_SAMPLES_PER_RECORD) {

@@ -135,6 +135,20 @@ impl Db {
         &self.path
     }
 
+    /// Drops head data before `t` (which must already be persisted in a block), removes
+    /// series left empty, and checkpoints the WAL so restart replays only what is left.
+    /// Returns the series removed and the checkpoint's figures.
+    // Called by block persistence (being wired in); tested in `checkpoint`.
+    #[allow(dead_code)]
+    pub(crate) fn truncate_head(
+        &self,
+        t: i64,
+    ) -> Result<(u64, crate::checkpoint::CheckpointStats), TsdbError> {
+        let removed = self.head.truncate(t);
+        let cp = crate::checkpoint::write(self, t)?;
+        Ok((removed, cp))
+    }
+
     pub(crate) fn check_open(&self) -> Result<(), TsdbError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(TsdbError::Closed);

@@ -14,6 +14,7 @@
 //! Entry point: [`Db::open`], then [`Db::appender`] to write and [`Db::querier`] to read.
 
 pub mod appender;
+pub mod checkpoint;
 pub mod chunk;
 pub mod config;
 mod db;

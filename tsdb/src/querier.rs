@@ -24,6 +24,8 @@ pub struct Querier<'a> {
 /// One selected series and its chunks in the query range.
 pub struct Series {
     pub labels: Labels,
+    /// The head's series id (WAL records name series by it).
+    pub(crate) id: u64,
     /// In-order full chunks, oldest first, then the open chunk.
     chunks: Vec<MappedChunk>,
     head: Vec<u8>,
@@ -94,6 +96,7 @@ impl<'a> Querier<'a> {
                 ooo.dedup_by_key(|s| s.0);
             }
             out.push(Series {
+                id: s.id,
                 labels: head.labels_of(&s),
                 chunks,
                 head: snap.head,

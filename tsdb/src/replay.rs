@@ -36,7 +36,23 @@ pub(crate) fn replay_wal(head: &Head, dir: &Path) -> Result<ReplayStats, TsdbErr
     if !dir.exists() {
         return Ok(stats);
     }
-    let segments = wal::list_segments(dir)?;
+    // The newest checkpoint (if any) first, then the segments after the ones it replaced.
+    let checkpoints = crate::checkpoint::list(dir)?;
+    let covered = checkpoints.last().map(|(n, _)| *n);
+    let mut segments: Vec<(wal::SegmentRef, bool)> = Vec::new();
+    if let Some((_, cp)) = checkpoints.last() {
+        segments.extend(wal::list_segments(cp)?.into_iter().map(|s| (s, false)));
+    }
+    let live: Vec<_> = wal::list_segments(dir)?
+        .into_iter()
+        .filter(|s| covered.is_none_or(|n| s.index > n))
+        .collect();
+    let n_live = live.len();
+    segments.extend(
+        live.into_iter()
+            .enumerate()
+            .map(|(i, s)| (s, i + 1 == n_live)),
+    );
     stats.segments = segments.len();
     let n = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -64,9 +80,8 @@ pub(crate) fn replay_wal(head: &Head, dir: &Path) -> Result<ReplayStats, TsdbErr
                 let _ = txs[k].send(full);
             }
         };
-        let last = segments.len().saturating_sub(1);
-        for (i, seg) in segments.iter().enumerate() {
-            let report = wal::read_segment(&seg.path, i == last, |rec| -> Result<(), TsdbError> {
+        for (seg, is_last) in &segments {
+            let report = wal::read_segment(&seg.path, *is_last, |rec| -> Result<(), TsdbError> {
                 let res = match rec.rec_type {
                     record::REC_SERIES => record::decode_series(rec.payload, |r| {
                         let pairs = r.labels.iter().map(|(a, b)| (a.to_string(), b.to_string()));
@@ -164,8 +179,10 @@ fn replay_worker(
         files: &head.files,
         stats: &head.stats,
         ooo_window_ms: None,
+        min_valid_t: &head.min_valid_t,
     };
     let mut st = WorkerStats::default();
+    let mut newest = i64::MIN;
     // Series of this worker by `id / n`; ids outside the dense range use the head's map.
     let mut dense: Vec<Option<Arc<MemSeries>>> = Vec::new();
     for items in rx {
@@ -201,9 +218,12 @@ fn replay_worker(
                     };
                     s.state.lock().append(s.id, t, v, &ctx)?;
                     st.samples += 1;
+                    newest = newest.max(t);
                 }
             }
         }
     }
+    head.max_t
+        .fetch_max(newest, std::sync::atomic::Ordering::Relaxed);
     Ok(st)
 }

@@ -79,7 +79,10 @@ pub(crate) struct HeadChunkFiles {
     /// Guards the file being appended to; only writers take it.
     writer: Mutex<Writer>,
     /// Mapping of file `i` at position `i - 1`. Grows only (under the writer lock).
-    maps: RwLock<Vec<Arc<Mmap>>>,
+    /// Mapping of file `i + 1`; `None` once deleted by [`Self::truncate_before`].
+    maps: RwLock<Vec<Option<Arc<Mmap>>>>,
+    /// Newest chunk `max_t` written to file `i + 1` (`i64::MIN` while empty).
+    max_times: Mutex<Vec<i64>>,
     bytes_written: AtomicU64,
 }
 
@@ -92,7 +95,7 @@ impl HeadChunkFiles {
         fs::create_dir_all(dir).map_err(|e| TsdbError::io(dir, e))?;
         let maps = RwLock::new(Vec::new());
         let (file, map) = Self::create_file(dir, 1, file_size)?;
-        maps.write().push(map);
+        maps.write().push(Some(map));
         Ok(HeadChunkFiles {
             dir: dir.to_path_buf(),
             file_size,
@@ -103,6 +106,7 @@ impl HeadChunkFiles {
                 scratch: Vec::with_capacity(4096),
             }),
             maps,
+            max_times: Mutex::new(vec![i64::MIN]),
             bytes_written: AtomicU64::new(0),
         })
     }
@@ -160,7 +164,8 @@ impl HeadChunkFiles {
         if w.offset + need > self.file_size {
             let index = w.index + 1;
             let (file, map) = Self::create_file(&self.dir, index, self.file_size)?;
-            self.maps.write().push(map);
+            self.maps.write().push(Some(map));
+            self.max_times.lock().push(i64::MIN);
             w.file = file;
             w.index = index;
             w.offset = HEADER_LEN;
@@ -171,14 +176,42 @@ impl HeadChunkFiles {
             .map_err(|e| TsdbError::io(&self.dir.join(filenames::segment_name(w.index)), e))?;
         w.offset += need;
         self.bytes_written.fetch_add(need, Ordering::Relaxed);
+        if let Some(m) = self.max_times.lock().get_mut(w.index as usize - 1) {
+            *m = (*m).max(max_t);
+        }
         Ok(ChunkRef::new(w.index, offset as u32))
     }
 
     /// The encoded bytes of the chunk at `r`.
+    /// Deletes the files (other than the one being written) whose chunks all end before `t`.
+    /// Callers first drop every reference to such chunks (head truncation); a reader still
+    /// holding a [`MappedChunk`] keeps its mapping, which outlives the unlinked file.
+    pub(crate) fn truncate_before(&self, t: i64) -> usize {
+        let current = self.writer.lock().index;
+        let mut deleted = 0;
+        let max_times = self.max_times.lock().clone();
+        let mut maps = self.maps.write();
+        for (i, max_t) in max_times.iter().enumerate() {
+            let index = i as u32 + 1;
+            if index == current || *max_t >= t || maps[i].is_none() {
+                continue;
+            }
+            maps[i] = None;
+            let path = self.dir.join(filenames::segment_name(index));
+            match fs::remove_file(&path) {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "removing head-chunks file")
+                }
+            }
+        }
+        deleted
+    }
+
     pub(crate) fn read(&self, r: ChunkRef) -> Result<MappedChunk, TsdbError> {
         let map = {
             let maps = self.maps.read();
-            maps.get(r.file() as usize - 1).cloned()
+            maps.get(r.file() as usize - 1).cloned().flatten()
         };
         let corrupt = |detail: &str| TsdbError::Corruption {
             path: self.dir.join(filenames::segment_name(r.file())),

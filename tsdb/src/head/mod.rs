@@ -9,7 +9,7 @@ pub(crate) mod chunk_file;
 pub(crate) mod series;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -56,6 +56,11 @@ pub(crate) struct Head {
     /// Next series id to hand out; ids are never reused.
     next_id: AtomicU64,
     num_series: AtomicU64,
+    /// Data before this time (ms) lives in blocks; the head refuses and drops it. Raised by
+    /// [`Head::truncate`], never lowered.
+    pub(crate) min_valid_t: AtomicI64,
+    /// Newest sample time appended to the head (`i64::MIN` when empty).
+    pub(crate) max_t: AtomicI64,
 }
 
 impl Head {
@@ -69,6 +74,8 @@ impl Head {
             by_id: (0..STRIPES).map(|_| RwLock::default()).collect(),
             next_id: AtomicU64::new(1),
             num_series: AtomicU64::new(0),
+            min_valid_t: AtomicI64::new(i64::MIN),
+            max_t: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -187,6 +194,57 @@ impl Head {
     pub(crate) fn alias_id(&self, id: u64, s: Arc<MemSeries>) {
         self.next_id.fetch_max(id + 1, Ordering::Relaxed);
         self.id_stripe(id).write().insert(id, s);
+    }
+
+    /// Drops head data older than `t` (now persisted in a block) and removes series left
+    /// without samples from every map, marking them `removed` so stale references re-resolve.
+    /// Then deletes head-chunk files holding only older chunks. Returns the series removed.
+    pub(crate) fn truncate(&self, t: i64) -> u64 {
+        self.min_valid_t.fetch_max(t, Ordering::SeqCst);
+        let mut removed = 0u64;
+        for id in self.postings.all().iter() {
+            let Some(s) = self.by_id(id) else { continue };
+            if s.id != id {
+                continue; // an alias; handled with its series
+            }
+            let mut st = s.state.lock();
+            if st.truncate(t) {
+                continue;
+            }
+            st.removed = true;
+            // Lock order: series, then hash stripe, then id stripes (no path takes a series
+            // lock while holding a stripe lock).
+            let labels = self.labels_of(&s);
+            let hash = labels.hash64();
+            {
+                let mut stripe = self.hash_stripe(hash).write();
+                let is_unique = stripe.unique.get(&hash).is_some_and(|u| Arc::ptr_eq(u, &s));
+                if is_unique {
+                    stripe.unique.remove(&hash);
+                    if let Some(mut rest) = stripe.conflicts.remove(&hash) {
+                        let first = rest.remove(0);
+                        stripe.unique.insert(hash, first);
+                        if !rest.is_empty() {
+                            stripe.conflicts.insert(hash, rest);
+                        }
+                    }
+                } else if let Some(list) = stripe.conflicts.get_mut(&hash) {
+                    list.retain(|c| !Arc::ptr_eq(c, &s));
+                    if list.is_empty() {
+                        stripe.conflicts.remove(&hash);
+                    }
+                }
+            }
+            // Alias ids (a WAL that defined the labels twice) keep pointing at the removed
+            // series; they are not written to the next checkpoint, so they go at restart.
+            self.id_stripe(s.id).write().remove(&s.id);
+            let pairs: Vec<(u32, u32)> = s.syms.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+            self.postings.remove(s.id, &pairs);
+            self.num_series.fetch_sub(1, Ordering::Relaxed);
+            removed += 1;
+        }
+        self.files.truncate_before(t);
+        removed
     }
 
     /// The label set of a series.

@@ -66,6 +66,9 @@ pub(crate) struct SeriesState {
     last_bits: u64,
     /// Oldest sample time including out-of-order ones (`i64::MAX` when empty).
     min_t: i64,
+    /// Set (under this lock) when head GC removed the series from the head's maps; a holder
+    /// of a stale reference must look the labels up again before appending.
+    pub(crate) removed: bool,
 }
 
 impl MemSeries {
@@ -81,6 +84,7 @@ impl MemSeries {
                 last_t: i64::MIN,
                 last_bits: 0,
                 min_t: i64::MAX,
+                removed: false,
             }),
         }
     }
@@ -92,6 +96,11 @@ pub(crate) struct AppendCtx<'a> {
     pub(crate) stats: &'a HeadStats,
     /// `None` during WAL replay: every logged sample was accepted once and is accepted again.
     pub(crate) ooo_window_ms: Option<i64>,
+    /// Samples older than this are already persisted in blocks (the head was truncated
+    /// there): refused as too old, and skipped during replay.
+    /// Loaded under the series lock on every append, so an append serialised after a
+    /// truncation of this series sees the raised bound.
+    pub(crate) min_valid_t: &'a std::sync::atomic::AtomicI64,
 }
 
 impl SeriesState {
@@ -103,6 +112,9 @@ impl SeriesState {
         v: f64,
         ctx: &AppendCtx<'_>,
     ) -> Result<AppendOutcome, TsdbError> {
+        if t < ctx.min_valid_t.load(Ordering::SeqCst) {
+            return Ok(AppendOutcome::TooOld);
+        }
         if t > self.last_t {
             if self.head.num_samples() > 0
                 && (self.head.num_samples() >= MAX_SAMPLES_PER_CHUNK || t >= self.head_end)
@@ -203,6 +215,32 @@ impl SeriesState {
         }
     }
 
+    /// Drops everything older than `t` (persisted in a block): in-order chunks end before a
+    /// multiple of the 2 h chunk range, so with `t` on such a multiple whole chunks go;
+    /// out-of-order chunks straddling `t` stay (readers clamp to `t`). Returns whether the
+    /// series still holds samples at or after `t`.
+    pub(crate) fn truncate(&mut self, t: i64) -> bool {
+        self.mmapped.retain(|m| m.max_t >= t);
+        if self.head.last_time().is_some_and(|l| l < t) {
+            self.head = XorChunk::new();
+        }
+        if let Some(o) = &mut self.ooo {
+            o.buf.retain(|s| s.0 >= t);
+            o.chunks.retain(|m| m.max_t >= t);
+            if o.buf.is_empty() && o.chunks.is_empty() {
+                self.ooo = None;
+            }
+        }
+        let has_data =
+            !self.mmapped.is_empty() || self.head.num_samples() > 0 || self.ooo.is_some();
+        self.min_t = if has_data {
+            self.min_t.max(t)
+        } else {
+            i64::MAX
+        };
+        has_data
+    }
+
     /// Oldest and newest sample time, if the series has any sample.
     pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
         let ooo_max = self
@@ -213,7 +251,12 @@ impl SeriesState {
                 o.chunks.iter().map(|m| m.max_t).fold(b, i64::max)
             })
             .unwrap_or(i64::MIN);
-        let max = self.last_t.max(ooo_max);
+        let in_order_max = if self.mmapped.is_empty() && self.head.num_samples() == 0 {
+            i64::MIN
+        } else {
+            self.last_t
+        };
+        let max = in_order_max.max(ooo_max);
         (self.min_t <= max).then_some((self.min_t, max))
     }
 
