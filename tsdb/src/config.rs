@@ -37,6 +37,8 @@ pub struct StorageConfig {
     pub wal_fsync_interval: PromDuration,
     /// Maximum WAL segment size in bytes.
     pub wal_segment_size: u64,
+    /// How long and how much block data to keep (`storage.retention.time`/`.size`).
+    pub retention: RetentionConfig,
     /// Prometheus's own `storage.tsdb` section, accepted so an existing prometheus.yml loads:
     /// `out_of_order_time_window` sets [`StorageConfig::out_of_order_window`]; the rest is
     /// reported by [`StorageConfig::warnings`].
@@ -46,6 +48,63 @@ pub struct StorageConfig {
 }
 
 /// `storage.tsdb` of a prometheus.yml.
+/// `storage.retention`: whole blocks past either limit are deleted, oldest first.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Blocks whose newest data is older than this are deleted (default 30d).
+    pub time: PromDuration,
+    /// Oldest blocks are deleted while blocks take more than this many bytes
+    /// (`512MB`, `100GB`, ...; binary units as Prometheus's `--storage.tsdb.retention.size`).
+    pub size: Option<ByteSize>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            time: PromDuration(Duration::from_secs(30 * 24 * 3600)),
+            size: None,
+        }
+    }
+}
+
+/// A size in Prometheus's units: `B`, `KB`, `MB`, `GB`, `TB`, `PB`, `EB` (powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("size {s:?} needs a unit (B, KB, MB, GB, TB, PB, EB)"))?;
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid size {s:?}: expected an integer and a unit"))?;
+        let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+            "B" => 1,
+            "KB" => 1 << 10,
+            "MB" => 1 << 20,
+            "GB" => 1 << 30,
+            "TB" => 1 << 40,
+            "PB" => 1 << 50,
+            "EB" => 1 << 60,
+            _ => return Err(format!("invalid size unit in {s:?} (B, KB, MB, GB, TB, PB, EB)")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ByteSize::parse(&s).map_err(de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PromTsdbSection {
@@ -82,8 +141,19 @@ impl StorageConfig {
             if t.stale_series_compaction_threshold.is_some() {
                 w.push("storage.tsdb.stale_series_compaction_threshold is not supported by hearth; ignored".to_string());
             }
-            if t.retention.is_some() {
-                w.push("storage.tsdb.retention is not supported by hearth yet (block retention comes with block persistence); ignored".to_string());
+            if let Some(r) = &t.retention {
+                if let Some(time) = r.time {
+                    self.retention.time = time;
+                }
+                if let Some(size) = &r.size {
+                    match ByteSize::parse(size) {
+                        Ok(b) => self.retention.size = Some(b),
+                        Err(e) => w.push(format!("storage.tsdb.retention.size: {e}; ignored")),
+                    }
+                }
+                if r.percentage.is_some() {
+                    w.push("storage.tsdb.retention.percentage is not supported by hearth; ignored (use storage.tsdb.retention.size)".to_string());
+                }
             }
         }
         if self.exemplars.is_some() {
@@ -104,6 +174,7 @@ impl Default for StorageConfig {
             wal_fsync: WalFsync::Always,
             wal_fsync_interval: PromDuration(Duration::from_secs(1)),
             wal_segment_size: 128 << 20,
+            retention: RetentionConfig::default(),
             tsdb: None,
             exemplars: None,
         }
@@ -223,6 +294,30 @@ impl<'de> Deserialize<'de> for PromDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_sizes_and_prometheus_section() {
+        assert_eq!(ByteSize::parse("512MB"), Ok(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("1gb"), Ok(ByteSize(1 << 30)));
+        assert_eq!(ByteSize::parse("10B"), Ok(ByteSize(10)));
+        for bad in ["", "10", "MB", "1.5GB", "10XB", "99999999999EB"] {
+            assert!(ByteSize::parse(bad).is_err(), "{bad:?}");
+        }
+        let mut c: StorageConfig = serde_yaml_ng::from_str(
+            "retention: {time: 15d, size: 2GB}\ntsdb: {retention: {percentage: 5}}",
+        )
+        .unwrap();
+        assert_eq!(c.retention.time.0, Duration::from_secs(15 * 86400));
+        assert_eq!(c.retention.size, Some(ByteSize(2 << 30)));
+        let w = c.apply_prometheus_compat();
+        assert!(w.iter().any(|w| w.contains("percentage")), "{w:?}");
+        let mut p: StorageConfig =
+            serde_yaml_ng::from_str("tsdb: {retention: {time: 1d, size: 1GB}}").unwrap();
+        assert_eq!(p.retention, RetentionConfig::default());
+        assert!(p.apply_prometheus_compat().is_empty());
+        assert_eq!(p.retention.time.0, Duration::from_secs(86400));
+        assert_eq!(p.retention.size, Some(ByteSize(1 << 30)));
+    }
 
     #[test]
     fn durations() {
