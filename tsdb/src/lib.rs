@@ -9,11 +9,12 @@
 //! It must not know about wire formats (remote_write, exposition text: `ingest/`), PromQL
 //! (`query/`), scraping or rules. The [`wal`] module is record-agnostic so the log store can
 //! reuse it. On-disk formats: `docs/format/wal.md`, `docs/format/chunks.md`,
-//! `docs/format/head_chunks.md`.
+//! `docs/format/head_chunks.md`, `docs/format/block.md` (persistent blocks: [`block`]).
 //!
 //! Entry point: [`Db::open`], then [`Db::appender`] to write and [`Db::querier`] to read.
 
 pub mod appender;
+pub mod block;
 pub mod checkpoint;
 pub mod chunk;
 pub mod config;
