@@ -245,7 +245,7 @@ fn label_names_and_values_unrestricted() {
     assert!(b.label_values("only", &[]).unwrap().is_empty());
     let m = Matcher::new(MatchOp::Equal, "job", "b").unwrap();
     assert_eq!(
-        b.label_names(&[m.clone()]).unwrap(),
+        b.label_names(std::slice::from_ref(&m)).unwrap(),
         ["__name__", "job", "zone"]
     );
     assert_eq!(b.label_values("job", &[m]).unwrap(), ["b"]);
@@ -376,7 +376,7 @@ fn detects_corruption(path: &Path) -> bool {
             }
         }
     }
-    let _ = b.label_names(&[m.clone()]);
+    let _ = b.label_names(std::slice::from_ref(&m));
     let _ = b.label_values("job", &[m]);
     let _ = b.label_values("__name__", &[]);
     let _ = b.all_series().count();
@@ -530,7 +530,7 @@ fn unfinished_blocks_are_never_opened() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, [id.clone()]);
+    assert_eq!(names, std::slice::from_ref(&id));
     let mut files: Vec<String> = std::fs::read_dir(&final_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
