@@ -109,8 +109,11 @@ pub(crate) async fn run(
     let slot: DbSlot = Arc::new(OnceLock::new());
     let ingest = Ingest::new(slot.clone(), cfg.ingest.clone());
     let scrape = ScrapeManager::new(slot.clone(), ingest.clone());
-    // hearth keeps every sample in the head for now: no retention.
-    let status = StatusInfo::new(build_info(), flags, "unlimited".into(), loaded.text.clone());
+    let retention = match cfg.storage.retention.size {
+        Some(size) => format!("{} or {}B", cfg.storage.retention.time, size.0),
+        None => cfg.storage.retention.time.to_string(),
+    };
+    let status = StatusInfo::new(build_info(), flags, retention, loaded.text.clone());
     let engine = Engine::new(
         cfg.query
             .engine_options(cfg.global.effective_evaluation_interval()),
@@ -157,8 +160,10 @@ pub(crate) async fn run(
     tokio::select! {
         opened = opener => {
             let db = opened.context("storage open task")?.context("opening storage")?;
-            let _ = slot.set(Arc::new(db));
+            let db = Arc::new(db);
+            let _ = slot.set(db.clone());
             tracing::info!("storage ready");
+            spawn_maintenance(db);
             if let Err(e) = reloader.apply(&loaded) {
                 // The config was validated at start; a failure here is e.g. an unreadable
                 // CA file. Serve what works and say why the rest does not scrape.
@@ -229,6 +234,27 @@ impl ShutdownSignals {
             _ = self.int.recv() => "SIGINT",
         }
     }
+}
+
+/// Block maintenance (persisting head ranges, compaction, retention) every 15 s, one run at a
+/// time, off the async runtime. Runs stop when storage closes (`maintain` returns `Closed`).
+fn spawn_maintenance(db: Arc<Db>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let d = db.clone();
+            match tokio::task::spawn_blocking(move || d.maintain()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(hearth_tsdb::TsdbError::Closed)) => return,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "block maintenance failed; retrying at the next run")
+                }
+                Err(e) => tracing::error!(error = %e, "block maintenance task failed"),
+            }
+        }
+    });
 }
 
 async fn ready(State(st): State<AppState>) -> Response {

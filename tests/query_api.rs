@@ -286,7 +286,7 @@ fn api_shape_and_errors() {
         r["CWD"].is_string() && r["GOMAXPROCS"].as_u64().unwrap() >= 1,
         "{r}"
     );
-    assert_eq!(r["storageRetention"], "unlimited");
+    assert_eq!(r["storageRetention"], "30d");
     let (_, v) = get(&h, "/api/v1/status/flags");
     assert_eq!(
         v["data"]["query.max-samples"], "1000000",

@@ -51,6 +51,9 @@ pub struct HeadStatus {
 /// The metrics storage engine.
 pub struct Db {
     pub(crate) head: Head,
+    /// On-disk blocks (data before the head's truncation point).
+    pub(crate) blocks: crate::persist::Blocks,
+    pub(crate) retention: crate::config::RetentionConfig,
     pub(crate) wal: Wal,
     pub(crate) ooo_window_ms: i64,
     closing: AtomicBool,
@@ -71,6 +74,11 @@ impl Db {
             &path.join(filenames::CHUNKS_HEAD_DIR),
             HEAD_CHUNK_FILE_SIZE,
         )?);
+        // Blocks first: replay drops WAL samples already persisted in them.
+        let blocks = crate::persist::Blocks::open(&path)?;
+        if let Some(t) = blocks.max_time() {
+            head.min_valid_t.store(t, Ordering::SeqCst);
+        }
         let wal_dir = path.join(filenames::WAL_DIR);
         let replay = crate::replay::replay_wal(&head, &wal_dir)?;
         let wal = Wal::open(WalOptions {
@@ -83,6 +91,8 @@ impl Db {
         })?;
         Ok(Db {
             head,
+            blocks,
+            retention: cfg.retention.clone(),
             wal,
             ooo_window_ms: cfg.out_of_order_window.as_millis_i64(),
             closing: AtomicBool::new(false),
@@ -90,6 +100,15 @@ impl Db {
             path,
             _lock: lock,
         })
+    }
+
+    /// Metadata of the blocks currently served, oldest first.
+    pub fn blocks(&self) -> Vec<crate::block::BlockMeta> {
+        self.blocks
+            .snapshot()
+            .iter()
+            .map(|b| b.meta().clone())
+            .collect()
     }
 
     /// A batch of appends; see [`Appender`].
@@ -138,8 +157,6 @@ impl Db {
     /// Drops head data before `t` (which must already be persisted in a block), removes
     /// series left empty, and checkpoints the WAL so restart replays only what is left.
     /// Returns the series removed and the checkpoint's figures.
-    // Called by block persistence (being wired in); tested in `checkpoint`.
-    #[allow(dead_code)]
     pub(crate) fn truncate_head(
         &self,
         t: i64,
@@ -159,6 +176,8 @@ impl Db {
     /// Refuses further appends and makes everything appended so far durable.
     pub fn close(&self) -> Result<(), TsdbError> {
         self.closing.store(true, Ordering::Release);
+        // Maintenance stops at its next check; wait for it so no block is half-published.
+        drop(self.blocks.work.lock());
         self.wal.sync()?;
         Ok(())
     }
@@ -298,6 +317,71 @@ impl Db {
                 ("{kind=\"corrupt\"}", r.corruptions as f64),
                 ("{kind=\"bad_record\"}", r.bad_records as f64),
             ],
+        );
+        let b = &self.blocks.stats;
+        let set = self.blocks.snapshot();
+        m(
+            "hearth_tsdb_blocks",
+            "gauge",
+            "On-disk blocks currently served.",
+            &[("", set.len() as f64)],
+        );
+        m(
+            "hearth_tsdb_blocks_bytes",
+            "gauge",
+            "Bytes of the on-disk blocks.",
+            &[("", self.blocks.size_bytes() as f64)],
+        );
+        m(
+            "hearth_tsdb_blocks_samples",
+            "gauge",
+            "Samples in the on-disk blocks.",
+            &[(
+                "",
+                set.iter().map(|b| b.meta().stats.num_samples).sum::<u64>() as f64,
+            )],
+        );
+        m(
+            "hearth_tsdb_head_blocks_written_total",
+            "counter",
+            "Blocks cut from the head.",
+            &[("", ld(&b.head_blocks_written) as f64)],
+        );
+        m(
+            "hearth_tsdb_compactions_total",
+            "counter",
+            "Block compactions (merges) completed.",
+            &[("", ld(&b.compactions) as f64)],
+        );
+        m(
+            "hearth_tsdb_blocks_deleted_total",
+            "counter",
+            "Blocks deleted (retention and merged compaction inputs).",
+            &[("", ld(&b.blocks_deleted) as f64)],
+        );
+        m(
+            "hearth_tsdb_blocks_quarantined_total",
+            "counter",
+            "Corrupt blocks moved to the corrupt/ directory.",
+            &[("", ld(&b.blocks_quarantined) as f64)],
+        );
+        m(
+            "hearth_tsdb_maintenance_failures_total",
+            "counter",
+            "Failed block maintenance runs (persistence, compaction, retention).",
+            &[("", ld(&b.maintenance_failures) as f64)],
+        );
+        m(
+            "hearth_tsdb_head_min_valid_time_seconds",
+            "gauge",
+            "Start of the head's range; older data lives in blocks.",
+            &[(
+                "",
+                match self.head.min_valid_t.load(Ordering::Relaxed) {
+                    i64::MIN => 0.0,
+                    t => t as f64 / 1000.0,
+                },
+            )],
         );
     }
 }

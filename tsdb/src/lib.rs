@@ -24,6 +24,7 @@ mod head;
 pub mod http;
 pub mod index;
 pub mod labels;
+pub mod persist;
 pub mod querier;
 pub mod record;
 mod replay;

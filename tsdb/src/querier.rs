@@ -1,14 +1,20 @@
 //! The read side the query engine uses: select series by matchers and time range, and label
 //! names/values.
 //!
-//! [`Querier::select`] copies what it needs out of each series under that series' lock
-//! (chunk references, a copy of the open chunk, out-of-order samples in range) and returns;
-//! decoding happens afterwards in [`SeriesIter`], which pulls one sample at a time, merges
-//! in-order chunks with out-of-order data, and does not allocate per sample.
+//! [`Querier::select`] reads the blocks overlapping the range (their chunk references) and the
+//! head: it copies what it needs out of each head series under that series' lock (chunk
+//! references, a copy of the open chunk, out-of-order samples in range) and returns; decoding
+//! happens afterwards, in [`Series::decode_into`] (all samples, the engine's path) or
+//! [`SeriesIter`] (one at a time). The head is read only from its truncation point on, so data
+//! is never counted twice while a head range is being persisted. A block that fails a read is
+//! reported for quarantine and skipped by later queries.
+
+use std::sync::Arc;
 
 use roaring::RoaringTreemap;
 
-use crate::chunk::{ChunkError, XorIter};
+use crate::block::{Block, ChunkMeta as BlockChunk};
+use crate::chunk::{block_enc, ChunkError, XorIter};
 use crate::head::chunk_file::MappedChunk;
 use crate::index::Matcher;
 use crate::labels::Labels;
@@ -31,8 +37,14 @@ pub struct Series {
     head: Vec<u8>,
     /// Out-of-order samples in range, sorted, unique timestamps.
     ooo: Vec<(i64, f64)>,
+    /// Chunks of this series in blocks, blocks in time order.
+    blocks: Vec<(Arc<Block>, Vec<BlockChunk>)>,
+    /// Where a block that fails to decode is reported.
+    quarantine: Option<crate::persist::QuarantineQueue>,
     mint: i64,
     maxt: i64,
+    /// Head data is read from here on (the head's truncation point, or `mint`).
+    head_mint: i64,
 }
 
 impl<'a> Querier<'a> {
@@ -43,6 +55,9 @@ impl<'a> Querier<'a> {
     /// Series ids matching all matchers that have at least one sample in range.
     fn matching_ids(&self, matchers: &[Matcher]) -> RoaringTreemap {
         let head = &self.db.head;
+        let mint = self
+            .mint
+            .max(head.min_valid_t.load(std::sync::atomic::Ordering::SeqCst));
         let mut ids = head.postings.select(&head.symbols, matchers);
         let mut out_of_range = RoaringTreemap::new();
         for id in ids.iter() {
@@ -50,7 +65,7 @@ impl<'a> Querier<'a> {
                 s.state
                     .lock()
                     .time_range()
-                    .is_some_and(|(a, b)| b >= self.mint && a <= self.maxt)
+                    .is_some_and(|(a, b)| b >= mint && a <= self.maxt)
             });
             if !in_range {
                 out_of_range.insert(id);
@@ -61,9 +76,91 @@ impl<'a> Querier<'a> {
     }
 
     /// Series matching all `matchers` (Prometheus semantics; see [`crate::index`]) with
-    /// samples in range, sorted by label set.
+    /// samples in range, in blocks or the head, sorted by label set.
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, TsdbError> {
+        let mut out = self.select_head(matchers)?;
+        let blocks = self.db.blocks.snapshot();
+        let mut by_labels: std::collections::HashMap<Labels, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.labels.clone(), i))
+            .collect();
+        let queue = self.db.blocks.quarantine_queue();
+        for b in blocks.iter() {
+            let m = b.meta();
+            if m.max_time <= self.mint || m.min_time > self.maxt || queue.contains(&m.id) {
+                continue;
+            }
+            let got = (|| -> Result<Vec<(Labels, Vec<BlockChunk>)>, TsdbError> {
+                let mut v = Vec::new();
+                for r in b.select(matchers)? {
+                    let (labels, chunks) = b.series(r)?;
+                    let chunks: Vec<BlockChunk> = chunks
+                        .into_iter()
+                        .filter(|c| c.max_t >= self.mint && c.min_t <= self.maxt)
+                        .collect();
+                    if !chunks.is_empty() {
+                        v.push((labels, chunks));
+                    }
+                }
+                Ok(v)
+            })();
+            let got = match got {
+                Ok(v) => v,
+                Err(e) => {
+                    queue.report(&m.id, &e.to_string());
+                    continue;
+                }
+            };
+            for (labels, chunks) in got {
+                match by_labels.get(&labels) {
+                    Some(&i) => out[i].blocks.push((b.clone(), chunks)),
+                    None => {
+                        by_labels.insert(labels.clone(), out.len());
+                        out.push(Series {
+                            labels,
+                            id: 0,
+                            chunks: Vec::new(),
+                            head: Vec::new(),
+                            ooo: Vec::new(),
+                            blocks: vec![(b.clone(), chunks)],
+                            quarantine: Some(queue.clone()),
+                            mint: self.mint,
+                            maxt: self.maxt,
+                            head_mint: self.maxt.saturating_add(1),
+                        });
+                    }
+                }
+            }
+        }
+        for s in &mut out {
+            if !s.blocks.is_empty() {
+                s.quarantine = Some(queue.clone());
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    /// Like [`Querier::select`], head only (from its truncation point on).
+    pub(crate) fn select_head(&self, matchers: &[Matcher]) -> Result<Vec<Series>, TsdbError> {
+        let floor = self
+            .db
+            .head
+            .min_valid_t
+            .load(std::sync::atomic::Ordering::SeqCst);
+        self.select_head_from(matchers, floor)
+    }
+
+    /// Head series from `floor` on (block persistence reads a range the head already refuses
+    /// new samples for, before truncating it).
+    pub(crate) fn select_head_from(
+        &self,
+        matchers: &[Matcher],
+        floor: i64,
+    ) -> Result<Vec<Series>, TsdbError> {
         let head = &self.db.head;
+        let mint = self.mint.max(floor);
         let ids = head.postings.select(&head.symbols, matchers);
         let mut out = Vec::with_capacity(ids.len() as usize);
         for id in ids.iter() {
@@ -71,10 +168,10 @@ impl<'a> Querier<'a> {
             let snap = {
                 let st = s.state.lock();
                 match st.time_range() {
-                    Some((a, b)) if b >= self.mint && a <= self.maxt => {}
+                    Some((a, b)) if b >= mint && a <= self.maxt => {}
                     _ => continue,
                 }
-                st.snapshot(self.mint, self.maxt)
+                st.snapshot(mint, self.maxt)
             };
             let mut chunks = Vec::with_capacity(snap.mmapped.len());
             for m in &snap.mmapped {
@@ -84,7 +181,7 @@ impl<'a> Querier<'a> {
             for m in &snap.ooo_chunks {
                 let c = head.files.read(m.at)?;
                 let mut it = XorIter::new(c.bytes());
-                ooo.extend(it.by_ref().filter(|s| s.0 >= self.mint && s.0 <= self.maxt));
+                ooo.extend(it.by_ref().filter(|s| s.0 >= mint && s.0 <= self.maxt));
                 if let Some(e) = it.err() {
                     return Err(chunk_corruption(id, e));
                 }
@@ -101,8 +198,11 @@ impl<'a> Querier<'a> {
                 chunks,
                 head: snap.head,
                 ooo,
+                blocks: Vec::new(),
+                quarantine: None,
                 mint: self.mint,
                 maxt: self.maxt,
+                head_mint: mint,
             });
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -113,11 +213,41 @@ impl<'a> Querier<'a> {
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
         let head = &self.db.head;
         let ids = self.matching_ids(matchers);
-        head.postings
+        let mut out: Vec<String> = head
+            .postings
             .label_names(&head.symbols, Some(&ids))
             .into_iter()
             .map(|s| s.to_string())
-            .collect()
+            .collect();
+        self.union_blocks(&mut out, |b| b.label_names(matchers));
+        out
+    }
+
+    /// Merges each overlapping block's answer into `out` (sorted, unique).
+    fn union_blocks(
+        &self,
+        out: &mut Vec<String>,
+        f: impl Fn(&Block) -> Result<Vec<String>, TsdbError>,
+    ) {
+        let queue = self.db.blocks.quarantine_queue();
+        let mut added = false;
+        for b in self.db.blocks.snapshot().iter() {
+            let m = b.meta();
+            if m.max_time <= self.mint || m.min_time > self.maxt || queue.contains(&m.id) {
+                continue;
+            }
+            match f(b) {
+                Ok(v) => {
+                    added |= !v.is_empty();
+                    out.extend(v);
+                }
+                Err(e) => queue.report(&m.id, &e.to_string()),
+            }
+        }
+        if added {
+            out.sort();
+            out.dedup();
+        }
     }
 
     /// Values of label `name` among the series matching `matchers` with samples in range,
@@ -125,11 +255,14 @@ impl<'a> Querier<'a> {
     pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
         let head = &self.db.head;
         let ids = self.matching_ids(matchers);
-        head.postings
+        let mut out: Vec<String> = head
+            .postings
             .label_values(&head.symbols, name, Some(&ids))
             .into_iter()
             .map(|s| s.to_string())
-            .collect()
+            .collect();
+        self.union_blocks(&mut out, |b| b.label_values(name, matchers));
+        out
     }
 }
 
@@ -143,6 +276,7 @@ impl Series {
     /// A pull iterator over the series' samples in the query range.
     pub fn iter(&self) -> SeriesIter<'_> {
         let mut it = SeriesIter {
+            decoded: None,
             series: self,
             cur: XorIter::new(&[]),
             active: false,
@@ -161,6 +295,50 @@ impl Series {
     /// chunk is decoded in a tight loop, and out-of-order data (rare) is merged afterwards.
     /// The fast path for readers that want every sample (the query engine).
     pub fn decode_into(&self, out: &mut Vec<(i64, f64)>) -> Result<(), TsdbError> {
+        if self.blocks.is_empty() {
+            return self.decode_head_into(out);
+        }
+        let start = out.len();
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        for (b, chunks) in &self.blocks {
+            for c in chunks {
+                let decoded = b.chunk(c.chunk_ref).and_then(|bytes| {
+                    block_enc::decode_into(&bytes, &mut ts, &mut vs).map_err(|e| {
+                        TsdbError::Corruption {
+                            path: b.dir().to_path_buf(),
+                            offset: c.chunk_ref.0,
+                            detail: format!("chunk of {}: {e}", self.labels),
+                        }
+                    })
+                });
+                if let Err(e) = decoded {
+                    if let Some(q) = &self.quarantine {
+                        q.report(&b.meta().id, &e.to_string());
+                    }
+                    out.truncate(start);
+                    return Err(e);
+                }
+                out.extend(
+                    ts.iter()
+                        .zip(&vs)
+                        .map(|(&t, &v)| (t, v))
+                        .filter(|p| p.0 >= self.mint && p.0 <= self.maxt),
+                );
+            }
+        }
+        self.decode_head_into(out)?;
+        // Blocks may overlap each other (out-of-order data, backfill) and, for a moment, the
+        // head: keep time order and the first copy of a timestamp.
+        if !out[start..].windows(2).all(|w| w[0].0 < w[1].0) {
+            out[start..].sort_by_key(|p| p.0);
+            let mut tail = out.split_off(start);
+            tail.dedup_by_key(|p| p.0);
+            out.extend(tail);
+        }
+        Ok(())
+    }
+
+    fn decode_head_into(&self, out: &mut Vec<(i64, f64)>) -> Result<(), TsdbError> {
         let start = out.len();
         let mut it = XorIter::new(&[]);
         let head = (!self.head.is_empty()).then_some(&self.head[..]);
@@ -170,7 +348,7 @@ impl Series {
                 if t > self.maxt {
                     break;
                 }
-                if t >= self.mint {
+                if t >= self.head_mint {
                     out.push((t, v));
                 }
             }
@@ -229,6 +407,8 @@ impl Series {
 /// Merges a series' in-order chunks with its out-of-order samples. Reusable via
 /// [`SeriesIter::reset`]; decoding does not allocate.
 pub struct SeriesIter<'a> {
+    /// All samples, for a series with block data.
+    decoded: Option<std::vec::IntoIter<(i64, f64)>>,
     series: &'a Series,
     cur: XorIter<'a>,
     /// Whether `cur` is positioned on a chunk (an empty `XorIter` reports an error).
@@ -252,6 +432,21 @@ impl<'a> SeriesIter<'a> {
         self.ooo_idx = 0;
         self.done = false;
         self.err = None;
+        self.decoded = None;
+        if !series.blocks.is_empty() {
+            // Series with block data are decoded whole (blocks use columnar encodings).
+            let mut v = Vec::new();
+            match series.decode_into(&mut v) {
+                Ok(()) => self.decoded = Some(v.into_iter()),
+                Err(_) => {
+                    self.decoded = Some(Vec::new().into_iter());
+                    self.err = Some(ChunkError::Corrupt {
+                        offset: 0,
+                        detail: "block chunk failed its CRC or did not decode",
+                    });
+                }
+            }
+        }
     }
 
     /// Set when iteration stopped early because a chunk did not decode.
@@ -264,7 +459,7 @@ impl<'a> SeriesIter<'a> {
         while !self.done {
             if self.active {
                 if let Some((t, v)) = self.cur.next() {
-                    if t < s.mint {
+                    if t < s.head_mint {
                         continue;
                     }
                     if t > s.maxt {
@@ -301,6 +496,9 @@ impl Iterator for SeriesIter<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<(i64, f64)> {
+        if let Some(d) = &mut self.decoded {
+            return d.next();
+        }
         if self.peek.is_none() {
             self.peek = self.next_in_order();
         }

@@ -247,6 +247,29 @@ impl Head {
         removed
     }
 
+    /// Oldest sample time in the head (a scan over every series; for maintenance, not for
+    /// hot paths), at or after the truncation point.
+    pub(crate) fn min_time(&self) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        for stripe in self.by_id.iter() {
+            // Never hold a stripe lock while taking a series lock (truncation takes them in
+            // the other order).
+            let series: Vec<Arc<MemSeries>> = stripe
+                .read()
+                .iter()
+                .filter(|(id, s)| s.id == **id)
+                .map(|(_, s)| s.clone())
+                .collect();
+            for s in series {
+                let tr = s.state.lock().time_range();
+                if let Some((a, _)) = tr {
+                    min = Some(min.map_or(a, |m| m.min(a)));
+                }
+            }
+        }
+        min.map(|m| m.max(self.min_valid_t.load(Ordering::SeqCst)))
+    }
+
     /// The label set of a series.
     pub(crate) fn labels_of(&self, s: &MemSeries) -> Labels {
         let mut strs = Vec::with_capacity(s.syms.len());
@@ -262,9 +285,13 @@ impl Head {
     pub(crate) fn heap_bytes(&self) -> usize {
         let mut series_bytes = 0usize;
         for stripe in self.by_id.iter() {
-            let m = stripe.read();
-            series_bytes += m.capacity() * 24;
-            for s in m.values() {
+            // Series locks are taken after the stripe lock is released (lock order).
+            let series: Vec<Arc<MemSeries>> = {
+                let m = stripe.read();
+                series_bytes += m.capacity() * 24;
+                m.values().cloned().collect()
+            };
+            for s in series {
                 series_bytes += std::mem::size_of::<MemSeries>()
                     + 16
                     + s.syms.len() * 4
