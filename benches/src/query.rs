@@ -421,11 +421,13 @@ fn consume(addr: SocketAddr, rx: Receiver<Arc<Vec<u8>>>) -> Ingested {
     r
 }
 
-/// Waits until every server used under 5% of a core over 2 s (compactions and merges done),
-/// at most `timeout`. Returns how long it took.
+/// Waits until every server used under 2.5% of a core over three 2 s windows in a row
+/// (compactions, merges and flushes after the ingest done), at most `timeout`. Returns how
+/// long it took.
 fn settle(servers: &[(Kind, Server)], timeout: Duration) -> Result<f64, String> {
     let t = Instant::now();
-    loop {
+    let mut quiet = 0;
+    while quiet < 3 {
         let before: Vec<f64> = servers
             .iter()
             .map(|(_, s)| process::cpu_seconds(s.pid()).unwrap_or(0.0))
@@ -434,14 +436,13 @@ fn settle(servers: &[(Kind, Server)], timeout: Duration) -> Result<f64, String> 
         let busy = servers
             .iter()
             .zip(&before)
-            .any(|((_, s), b)| process::cpu_seconds(s.pid()).unwrap_or(0.0) - b > 0.1);
-        if !busy {
-            return Ok(t.elapsed().as_secs_f64());
-        }
+            .any(|((_, s), b)| process::cpu_seconds(s.pid()).unwrap_or(0.0) - b > 0.05);
+        quiet = if busy { 0 } else { quiet + 1 };
         if t.elapsed() > timeout {
             return Err(format!("servers still busy after {timeout:?}"));
         }
     }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 fn now_ms() -> i64 {
@@ -534,6 +535,19 @@ impl Cell {
     /// hearth's median over `peer`'s.
     pub fn ratio(&self, peer: Kind) -> Option<f64> {
         Some(self.median(Kind::Hearth)? / self.median(peer)?)
+    }
+
+    /// Server CPU per timed run in milliseconds.
+    fn cpu_ms(&self, kind: Kind) -> Option<f64> {
+        let (_, t) = self.timings.iter().find(|(k, _)| *k == kind)?;
+        (t.error.is_none() && !t.runs_ms.is_empty()).then(|| t.cpu_s * 1e3 / t.runs_ms.len() as f64)
+    }
+
+    /// hearth's server CPU per run over `peer`'s, for cells where both used at least 20 ms
+    /// (/proc counts 10 ms ticks).
+    pub fn cpu_ratio(&self, peer: Kind) -> Option<f64> {
+        let (h, p) = (self.cpu_ms(Kind::Hearth)?, self.cpu_ms(peer)?);
+        (h >= 20.0 && p >= 20.0).then(|| h / p)
     }
 }
 
@@ -730,7 +744,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
         }
     }
     let settled = settle(&servers, Duration::from_secs(600))?;
-    println!("  settled (all servers under 5% CPU) after {settled:.1} s more");
+    println!("  settled (all servers under 2.5% CPU for 6 s) after {settled:.1} s more");
     verify_counts(&servers, &fleet, opts);
 
     // The query phase.
@@ -890,8 +904,8 @@ pub fn report(cells: &[Cell], memory: &[Memory], opts: &Options) -> String {
     let _ = writeln!(s, "{h}");
     for c in cells {
         let mut line = format!("{:<5} {:<19}", c.range.name, c.query.name);
-        for (k, t) in &c.timings {
-            let cpu_ms = t.cpu_s * 1e3 / t.runs_ms.len().max(1) as f64;
+        for (k, _) in &c.timings {
+            let cpu_ms = c.cpu_ms(*k).unwrap_or(f64::NAN);
             let par = c.median(*k).map_or(f64::NAN, |m| cpu_ms / m);
             let _ = write!(line, " {cpu_ms:>10.1} {par:>6.2}");
         }
@@ -964,6 +978,15 @@ pub fn report(cells: &[Cell], memory: &[Memory], opts: &Options) -> String {
             ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             verdict(rss < 1.0),
         );
+        let cpu: Vec<f64> = cells.iter().filter_map(|c| c.cpu_ratio(peer)).collect();
+        if !cpu.is_empty() {
+            let _ = writeln!(
+                s,
+                "        server CPU per query: median of {} ratios {:.2}x (less sensitive to other load on the machine than latency; a peer that spreads a query over cores spends more CPU for less latency)",
+                cpu.len(),
+                median(&cpu)
+            );
+        }
     }
     if hearth_mem.is_none() {
         let _ = writeln!(s, "hearth did not run: no ratios");
