@@ -542,6 +542,180 @@ pub fn encode_requests(hosts: &[Host], senders: usize, samples_per_request: usiz
     out
 }
 
+/// The unit `node_exporter` reports series `name` in: it reads kernel counters in jiffies
+/// (USER_HZ = 100: `node_cpu_seconds_total`, `/proc/loadavg`), milliseconds (disk times),
+/// 512-byte sectors (disk bytes), kB (`/proc/meminfo`), file-system blocks, kHz (CPU
+/// frequency) or whole events (everything else here). `None` for a series not from this
+/// generator's catalogue.
+pub fn exporter_resolution(name: &str) -> Option<f64> {
+    Some(match name {
+        "node_cpu_seconds_total" | "node_load1" | "node_load5" | "node_load15" => 0.01,
+        n if n.starts_with("node_disk_") && n.ends_with("_seconds_total") => 0.001,
+        "node_disk_read_bytes_total" | "node_disk_written_bytes_total" => 512.0,
+        n if n.starts_with("node_memory_") && n.ends_with("_bytes") => 1024.0,
+        n if n.starts_with("node_filesystem_") && n.ends_with("_bytes") => 4096.0,
+        "node_cpu_scaling_frequency_hertz" => 1000.0,
+        n if n.starts_with("node_") => 1.0,
+        _ => return None,
+    })
+}
+
+/// Rounds every value to the unit `node_exporter` reports that series in
+/// ([`exporter_resolution`]), as the kernel hands it out: `node_cpu_seconds_total` moves in
+/// steps of 0.01, disk bytes in sectors, packet counts in whole packets. [`generate`] draws
+/// full-precision floats, which no real exporter sends and which cost every TSDB more bytes
+/// per sample; a storage comparison wants the real shape. Rounding is monotonic, so counters
+/// stay counters. Fractions are rounded as the exporter divides (`ticks / 100.0`), so values
+/// are the same floats it would send.
+pub fn round_like_node_exporter(hosts: &mut [Host]) {
+    for host in hosts {
+        for series in &mut host.series {
+            let Some(res) = exporter_resolution(&String::from_utf8_lossy(&series.labels[0].value))
+            else {
+                continue;
+            };
+            if res < 1.0 {
+                let per_unit = (1.0 / res).round();
+                for v in &mut series.values {
+                    *v = (*v * per_unit).round() / per_unit;
+                }
+            } else {
+                for v in &mut series.values {
+                    *v = (*v / res).round() * res;
+                }
+            }
+        }
+    }
+}
+
+/// Remote_write bodies in time order for backfilling a whole span, split among senders
+/// that keep pace with each other.
+#[derive(Debug, Clone, Default)]
+pub struct TimeOrdered {
+    /// `per_sender[s][g]` are the bodies sender `s` posts for time slice `g` (every sender
+    /// has the same number of slices). A sender starts slice `g + 1` only when every sender
+    /// finished slice `g`, so all series advance together, as a receiver without an
+    /// out-of-order window (Prometheus) needs. Each body is a snappy (block format)
+    /// `prometheus.WriteRequest`.
+    pub per_sender: Vec<Vec<Vec<Vec<u8>>>>,
+    pub samples: u64,
+    pub series: u64,
+    pub requests: u64,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+}
+
+/// Encodes `hosts` for backfilling in time order: time slices of `scrapes_per_series`
+/// scrapes, each `TimeSeries` carrying one series' samples of one slice (one sample per
+/// `TimeSeries`, as a live Prometheus sends, would make every server re-read the labels
+/// per sample and backfilling days take many times longer). Hosts are dealt round-robin
+/// to `senders` as in [`encode_requests`]; bodies hold at least `samples_per_request`
+/// samples except the last of a slice, and never span slices. Senders are encoded in
+/// parallel.
+pub fn encode_time_ordered(
+    hosts: &[Host],
+    senders: usize,
+    scrapes_per_series: usize,
+    samples_per_request: usize,
+) -> TimeOrdered {
+    assert!(
+        senders > 0 && scrapes_per_series > 0 && samples_per_request > 0,
+        "BUG: zero senders, slice or batch size"
+    );
+    let scrapes = hosts.first().map_or(0, |h| h.timestamps.len());
+    let encoded: Vec<TimeOrdered> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..senders)
+            .map(|s| {
+                let mine: Vec<&Host> = hosts.iter().skip(s).step_by(senders).collect();
+                sc.spawn(move || {
+                    encode_sender(&mine, scrapes, scrapes_per_series, samples_per_request)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("encoder thread panicked"))
+            .collect()
+    });
+    let mut out = TimeOrdered::default();
+    for e in encoded {
+        out.samples += e.samples;
+        out.series += e.series;
+        out.requests += e.requests;
+        out.raw_bytes += e.raw_bytes;
+        out.compressed_bytes += e.compressed_bytes;
+        out.per_sender.extend(e.per_sender);
+    }
+    out
+}
+
+/// One sender's share of [`encode_time_ordered`] (`per_sender` has one entry).
+fn encode_sender(
+    hosts: &[&Host],
+    scrapes: usize,
+    scrapes_per_series: usize,
+    samples_per_request: usize,
+) -> TimeOrdered {
+    let mut out = TimeOrdered::default();
+    let mut slices = Vec::new();
+    let mut raw = Vec::new();
+    let mut encoder = snap::raw::Encoder::new();
+    let mut req = WriteRequest::default();
+    for g0 in (0..scrapes).step_by(scrapes_per_series) {
+        let ks = g0..(g0 + scrapes_per_series).min(scrapes);
+        let mut bodies = Vec::new();
+        let mut in_req = 0;
+        for host in hosts {
+            for series in &host.series {
+                req.timeseries.push(TimeSeries {
+                    labels: series.labels.clone(),
+                    samples: ks
+                        .clone()
+                        .map(|k| Sample {
+                            value: series.values[k],
+                            timestamp: host.timestamps[k],
+                        })
+                        .collect(),
+                    ..TimeSeries::default()
+                });
+                in_req += ks.len();
+                if in_req >= samples_per_request {
+                    in_req = 0;
+                    bodies.push(encode_body(&mut req, &mut raw, &mut encoder, &mut out));
+                }
+            }
+        }
+        if !req.timeseries.is_empty() {
+            bodies.push(encode_body(&mut req, &mut raw, &mut encoder, &mut out));
+        }
+        out.samples += (hosts.iter().map(|h| h.series.len()).sum::<usize>() * ks.len()) as u64;
+        slices.push(bodies);
+    }
+    out.series = hosts.iter().map(|h| h.series.len() as u64).sum();
+    out.per_sender = vec![slices];
+    out
+}
+
+/// Encodes and clears `req`, counting it in `out`.
+fn encode_body(
+    req: &mut WriteRequest,
+    raw: &mut Vec<u8>,
+    encoder: &mut snap::raw::Encoder,
+    out: &mut TimeOrdered,
+) -> Vec<u8> {
+    raw.clear();
+    req.encode(raw)
+        .expect("BUG: Vec<u8> has unlimited capacity");
+    let body = encoder
+        .compress_vec(raw)
+        .expect("BUG: snappy input too large");
+    out.raw_bytes += raw.len() as u64;
+    out.compressed_bytes += body.len() as u64;
+    out.requests += 1;
+    req.timeseries.clear();
+    body
+}
+
 /// Decodes one body made by [`encode_requests`].
 pub fn decode_request(body: &[u8]) -> Result<WriteRequest, String> {
     let raw = snap::raw::Decoder::new()

@@ -15,3 +15,4 @@ pub mod query;
 pub mod remote_write;
 pub mod scrape;
 pub mod scrape_targets;
+pub mod storage;

@@ -225,3 +225,46 @@ pub fn fs_type(path: &Path) -> String {
         other => format!("0x{other:x}"),
     }
 }
+
+/// Waits until `pid` used under 2.5% of a core over three 2 s windows in a row and `done()`
+/// says its own signal of finished background work (merges, compactions) agrees, at most
+/// `timeout`. `Ok` and `Err` both carry the seconds waited; `Err` means the timeout hit.
+pub fn wait_quiet(pid: u32, timeout: Duration, mut done: impl FnMut() -> bool) -> Result<f64, f64> {
+    let t = Instant::now();
+    let mut quiet = 0;
+    while quiet < 3 {
+        let before = cpu_seconds(pid).unwrap_or(0.0);
+        thread::sleep(Duration::from_secs(2));
+        let busy = cpu_seconds(pid).unwrap_or(0.0) - before > 0.05;
+        quiet = if busy || !done() { 0 } else { quiet + 1 };
+        if quiet < 3 && t.elapsed() > timeout {
+            return Err(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// The first line `bin flag` prints (`--version`, `-version`), or the version of the
+/// Debian package that installed `bin` when the binary does not say (Debian's
+/// VictoriaMetrics build prints an empty version).
+pub fn version(bin: &Path, flag: &str) -> String {
+    let line = Command::new(bin).arg(flag).output().ok().and_then(|o| {
+        let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
+        t.push_str(&String::from_utf8_lossy(&o.stderr));
+        t.lines().next().map(|l| l.trim().to_string())
+    });
+    if let Some(l) = line.filter(|l| !l.is_empty() && !l.contains("error")) {
+        return l;
+    }
+    let package = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}"])
+        .arg(bin.file_name().unwrap_or_default())
+        .output()
+        .ok()
+        .filter(|o| o.status.success() && !o.stdout.is_empty())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    match package {
+        Some(v) => format!("{} {v} (Debian package)", bin.display()),
+        None => format!("{} (version unknown)", bin.display()),
+    }
+}
