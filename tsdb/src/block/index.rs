@@ -544,6 +544,39 @@ impl IndexReader {
         it.next_str()
     }
 
+    /// [`symbol`](Self::symbol) through `cache`, for runs of look-ups (a series' labels, a
+    /// name's values, a compaction's walk) that keep hitting the same few groups.
+    pub(super) fn symbol_cached<'a>(
+        &'a self,
+        id: u32,
+        cache: &mut SymbolCache<'a>,
+    ) -> Result<&'a str, TsdbError> {
+        if id >= self.num_symbols {
+            return Err(self.err(self.toc.symbols, format!("symbol id {id} out of range")));
+        }
+        let g = u64::from(id) / SYMBOL_GROUP as u64;
+        let i = id as usize % SYMBOL_GROUP;
+        if let Some((_, strs)) = cache.groups.iter().find(|c| c.0 == g) {
+            return strs
+                .get(i)
+                .copied()
+                .ok_or_else(|| self.err(self.toc.symbols, "symbol group too short"));
+        }
+        let mut it = self.group(g)?;
+        let mut strs = Vec::with_capacity(SYMBOL_GROUP);
+        while it.left > 0 {
+            strs.push(it.next_str()?);
+        }
+        let s = strs[i];
+        if cache.groups.len() < SYMBOL_CACHE_GROUPS {
+            cache.groups.push((g, strs));
+        } else {
+            cache.groups[cache.next] = (g, strs);
+            cache.next = (cache.next + 1) % SYMBOL_CACHE_GROUPS;
+        }
+        Ok(s)
+    }
+
     /// The id of symbol `s`, if the index has it.
     pub(super) fn lookup_symbol(&self, s: &str) -> Result<Option<u32>, TsdbError> {
         let groups = u64::from(self.num_symbols).div_ceil(SYMBOL_GROUP as u64);
@@ -674,10 +707,17 @@ impl IndexReader {
     }
 
     /// Resolves symbol-id label pairs into [`Labels`].
-    pub(super) fn labels(&self, pairs: &[(u32, u32)]) -> Result<Labels, TsdbError> {
+    pub(super) fn labels<'a>(
+        &'a self,
+        pairs: &[(u32, u32)],
+        cache: &mut SymbolCache<'a>,
+    ) -> Result<Labels, TsdbError> {
         let mut out = Vec::with_capacity(pairs.len());
         for &(n, v) in pairs {
-            out.push((self.symbol(n)?.to_owned(), self.symbol(v)?.to_owned()));
+            out.push((
+                self.symbol_cached(n, cache)?.to_owned(),
+                self.symbol_cached(v, cache)?.to_owned(),
+            ));
         }
         Labels::from_sorted(out)
             .map_err(|e| self.err(self.toc.series, format!("series labels invalid: {e}")))
@@ -773,7 +813,7 @@ impl IndexReader {
                     return Err(self.err(pos, "series entry refers to a missing symbol"));
                 }
             }
-            self.labels(&s.labels)?;
+            self.labels(&s.labels, &mut SymbolCache::default())?;
             f(&s)?;
             pos = next;
         }
@@ -795,6 +835,17 @@ impl IndexReader {
         }
         Ok(())
     }
+}
+
+/// How many symbol groups a [`SymbolCache`] keeps.
+const SYMBOL_CACHE_GROUPS: usize = 8;
+
+/// The strings of recently read symbol groups (CRC checked once when decoded).
+#[derive(Default)]
+pub(super) struct SymbolCache<'a> {
+    groups: Vec<(u64, Vec<&'a str>)>,
+    /// The slot to replace next once full (round robin).
+    next: usize,
 }
 
 /// A checked label value list: fixed 12-byte entries, ascending by value symbol.

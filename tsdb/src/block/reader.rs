@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use roaring::RoaringBitmap;
 
 use super::chunks::{ChunkBytes, SegmentReader};
-use super::index::{IndexReader, RawSeries};
+use super::index::{IndexReader, RawSeries, SymbolCache};
 use super::{corrupt, BlockMeta, BlockSeriesRef, ChunkMeta, ChunkRef};
 use crate::filenames::{BLOCK_CHUNKS_DIR, BLOCK_INDEX_FILE, BLOCK_META_FILE, TMP_SUFFIX};
 use crate::index::{MatchOp, Matcher};
@@ -162,9 +162,10 @@ impl Block {
         };
         let every = |keep: &mut dyn FnMut(&str) -> bool| -> Result<Vec<u64>, TsdbError> {
             let mut out = Vec::new();
+            let mut cache = SymbolCache::default();
             for i in 0..list.len() {
                 let (sym, off) = list.get(i);
-                let v = self.index.symbol(sym)?;
+                let v = self.index.symbol_cached(sym, &mut cache)?;
                 if !v.is_empty() && keep(v) {
                     out.push(off);
                 }
@@ -198,7 +199,10 @@ impl Block {
     /// The labels and chunk metas of series `r` (from [`select`](Self::select)).
     pub fn series(&self, r: BlockSeriesRef) -> Result<(Labels, Vec<ChunkMeta>), TsdbError> {
         let raw = self.index.series(r.0)?;
-        Ok((self.index.labels(&raw.labels)?, raw.chunks))
+        let labels = self
+            .index
+            .labels(&raw.labels, &mut SymbolCache::default())?;
+        Ok((labels, raw.chunks))
     }
 
     /// The bytes of one chunk (encoding byte + data), CRC checked; decode them with
@@ -219,8 +223,9 @@ impl Block {
             syms.extend(raw.labels.iter().map(|l| l.0));
         }
         // Symbol ids are in string order.
+        let mut cache = SymbolCache::default();
         syms.into_iter()
-            .map(|s| self.index.symbol(s).map(str::to_owned))
+            .map(|s| self.index.symbol_cached(s, &mut cache).map(str::to_owned))
             .collect()
     }
 
@@ -232,8 +237,13 @@ impl Block {
         };
         if matchers.is_empty() {
             let list = self.index.values(idx)?;
+            let mut cache = SymbolCache::default();
             return (0..list.len())
-                .map(|i| self.index.symbol(list.get(i).0).map(str::to_owned))
+                .map(|i| {
+                    self.index
+                        .symbol_cached(list.get(i).0, &mut cache)
+                        .map(str::to_owned)
+                })
                 .collect();
         }
         let Some(name_sym) = self.index.lookup_symbol(name)? else {
@@ -244,8 +254,9 @@ impl Block {
             let raw = self.index.series(id)?;
             syms.extend(raw.labels.iter().filter(|l| l.0 == name_sym).map(|l| l.1));
         }
+        let mut cache = SymbolCache::default();
         syms.into_iter()
-            .map(|s| self.index.symbol(s).map(str::to_owned))
+            .map(|s| self.index.symbol_cached(s, &mut cache).map(str::to_owned))
             .collect()
     }
 
@@ -255,6 +266,7 @@ impl Block {
         let (pos, end) = self.index.series_section();
         AllSeries {
             block: self,
+            cache: SymbolCache::default(),
             pos,
             end,
             left: self.index.num_series(),
@@ -288,6 +300,7 @@ impl Block {
 /// Iterator of [`Block::all_series`].
 pub struct AllSeries<'a> {
     block: &'a Block,
+    cache: SymbolCache<'a>,
     pos: u64,
     end: u64,
     left: u32,
@@ -315,7 +328,8 @@ impl Iterator for AllSeries<'_> {
             .series_at(self.pos)
             .and_then(|(raw, next)| {
                 self.pos = next;
-                Ok((self.block.index.labels(&raw.labels)?, raw.chunks))
+                let labels = self.block.index.labels(&raw.labels, &mut self.cache)?;
+                Ok((labels, raw.chunks))
             });
         if res.is_err() {
             // Stop after the first error: the following offsets cannot be trusted.

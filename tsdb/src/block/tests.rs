@@ -607,3 +607,10 @@ fn million_series() {
     assert_eq!(b.series(refs[0]).unwrap().0.get("__name__"), Some("m56"));
     assert_eq!(b.all_series().count(), n as usize);
 }
+
+#[test]
+fn block_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Block>();
+    check::<ChunkBytes>();
+}
