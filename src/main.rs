@@ -45,6 +45,9 @@ struct Args {
     /// Longest a query may run [default: 2m, or `query.timeout`].
     #[arg(long = "query.timeout", value_name = "DURATION", value_parser = parse_duration)]
     query_timeout: Option<std::time::Duration>,
+    /// Enable the admin endpoints (/api/v1/admin/tsdb/delete_series), as Prometheus's flag.
+    #[arg(long = "web.enable-admin-api")]
+    enable_admin_api: bool,
     /// Mount the storage test endpoints (/api/v1/tsdb/test/*). For tests only.
     #[arg(long = "web.enable-test-endpoints", hide = true)]
     enable_test_endpoints: bool,
@@ -96,6 +99,14 @@ fn flag_values(args: &Args, loaded: &config::Loaded) -> BTreeMap<String, String>
         (
             "web.listen-address".to_string(),
             cfg.server.listen_address.clone(),
+        ),
+        (
+            "web.enable-admin-api".to_string(),
+            args.enable_admin_api.to_string(),
+        ),
+        (
+            "storage.tsdb.retention.time".to_string(),
+            cfg.storage.retention.time.to_string(),
         ),
         (
             "query.lookback-delta".to_string(),
@@ -198,7 +209,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(server::run(loaded, flags, args.enable_test_endpoints)) {
+    match rt.block_on(server::run(
+        loaded,
+        flags,
+        args.enable_test_endpoints,
+        args.enable_admin_api,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -96,6 +96,7 @@ pub(crate) async fn run(
     loaded: Loaded,
     flags: BTreeMap<String, String>,
     test_endpoints: bool,
+    admin_api: bool,
 ) -> anyhow::Result<()> {
     let cfg = loaded.cfg.clone();
     let mut signals = ShutdownSignals::install()?;
@@ -118,7 +119,7 @@ pub(crate) async fn run(
         cfg.query
             .engine_options(cfg.global.effective_evaluation_interval()),
     );
-    let query_api = QueryApi::new(slot.clone(), engine, status.clone());
+    let query_api = QueryApi::with_admin(slot.clone(), engine, status.clone(), admin_api);
     let reloader = Arc::new(Reloader {
         path: loaded.path.clone(),
         listen: cfg.server.listen_address.clone(),

@@ -90,7 +90,11 @@ impl ByteSize {
             "TB" => 1 << 40,
             "PB" => 1 << 50,
             "EB" => 1 << 60,
-            _ => return Err(format!("invalid size unit in {s:?} (B, KB, MB, GB, TB, PB, EB)")),
+            _ => {
+                return Err(format!(
+                    "invalid size unit in {s:?} (B, KB, MB, GB, TB, PB, EB)"
+                ))
+            }
         };
         n.checked_mul(mult)
             .map(ByteSize)

@@ -28,6 +28,7 @@ pub mod persist;
 pub mod querier;
 pub mod record;
 mod replay;
+pub mod tombstones;
 mod varint;
 pub mod wal;
 

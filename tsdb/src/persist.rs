@@ -29,6 +29,7 @@ use crate::block::{self, Block, BlockMeta, BlockWriter};
 use crate::chunk::block_enc;
 use crate::filenames;
 use crate::labels::Labels;
+use crate::tombstones::{self, BlockTombstones};
 use crate::{Db, TsdbError};
 
 /// The range of a block cut from the head, and the alignment of head chunks (2 h).
@@ -91,6 +92,8 @@ pub(crate) struct Blocks {
     /// Serialises maintenance (cut, compaction, retention, quarantine moves).
     pub(crate) work: Mutex<()>,
     hook: RwLock<Option<Arc<dyn ExpiryHook>>>,
+    /// Tombstones of each block, by block id (absent = none).
+    tombstones: RwLock<std::collections::HashMap<String, Arc<BlockTombstones>>>,
 }
 
 /// What one [`Db::maintain`] call did.
@@ -117,6 +120,7 @@ impl Blocks {
             work: Mutex::new(()),
             hook: RwLock::new(None),
             queue: QuarantineQueue::default(),
+            tombstones: RwLock::new(Default::default()),
         };
         let mut opened = Vec::new();
         let entries = fs::read_dir(&blocks.dir).map_err(|e| TsdbError::io(&blocks.dir, e))?;
@@ -131,8 +135,13 @@ impl Blocks {
             if !block::is_block_id(&name) || !p.is_dir() {
                 continue;
             }
-            match Block::open(&p) {
-                Ok(b) => opened.push(Arc::new(b)),
+            match Block::open(&p).and_then(|b| Ok((b, BlockTombstones::read(&p)?))) {
+                Ok((b, t)) => {
+                    if !t.by_series.is_empty() {
+                        blocks.tombstones.write().insert(name.clone(), Arc::new(t));
+                    }
+                    opened.push(Arc::new(b));
+                }
                 Err(e) => blocks.quarantine_dir(&p, &name, &e.to_string()),
             }
         }
@@ -175,11 +184,22 @@ impl Blocks {
         self.snapshot().iter().map(|b| b.meta().max_time).max()
     }
 
+    /// The deleted intervals of a block's series, if any.
+    pub(crate) fn tombstones_of(&self, id: &str) -> Option<Arc<BlockTombstones>> {
+        self.tombstones.read().get(id).cloned()
+    }
+
     pub(crate) fn set_hook(&self, hook: Arc<dyn ExpiryHook>) {
         *self.hook.write() = Some(hook);
     }
 
     fn publish(&self, remove: &[String], add: Option<Arc<Block>>) {
+        if !remove.is_empty() {
+            let mut t = self.tombstones.write();
+            for id in remove {
+                t.remove(id);
+            }
+        }
         let mut set = self.set.write();
         let mut v: Vec<Arc<Block>> = set
             .iter()
@@ -355,6 +375,70 @@ impl Db {
         r.map(|_| report)
     }
 
+    /// Deletes the samples in `[mint, maxt]` (ms, inclusive) of every series matching one of
+    /// `matcher_sets` (Prometheus's `delete_series`): recorded as tombstones (WAL for the
+    /// head, a `tombstones` file per block), hidden from reads at once, and physically removed
+    /// when the data is next rewritten (block cut, compaction). Returns the series affected.
+    pub fn delete_series(
+        &self,
+        matcher_sets: &[Vec<crate::index::Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<u64, TsdbError> {
+        self.check_open()?;
+        if mint > maxt {
+            return Ok(0);
+        }
+        // Blocks must not be compacted or cut while their tombstones change.
+        let _g = self.blocks.work.lock();
+        let mut affected = 0u64;
+        let head = &self.head;
+        let mut ids = roaring::RoaringTreemap::new();
+        for set in matcher_sets {
+            ids |= head.postings.select(&head.symbols, set);
+        }
+        if !ids.is_empty() {
+            let entries: Vec<(u64, i64, i64)> = ids.iter().map(|id| (id, mint, maxt)).collect();
+            let mut payload = Vec::new();
+            crate::record::encode_tombstones(&mut payload, &entries);
+            let lsn = self.wal.append(crate::record::REC_TOMBSTONES, &payload)?;
+            self.wal.commit(lsn)?;
+            let mut t = head.tombstones.write();
+            for id in ids.iter() {
+                tombstones::add_interval(t.entry(id).or_default(), mint, maxt);
+            }
+            affected += ids.len();
+        }
+        for b in self.blocks.snapshot().iter() {
+            let m = b.meta();
+            if m.max_time <= mint || m.min_time > maxt {
+                continue;
+            }
+            let mut refs = std::collections::BTreeSet::new();
+            for set in matcher_sets {
+                refs.extend(b.select(set)?);
+            }
+            if refs.is_empty() {
+                continue;
+            }
+            let mut t = self
+                .blocks
+                .tombstones_of(&m.id)
+                .map(|t| (*t).clone())
+                .unwrap_or_default();
+            for r in &refs {
+                tombstones::add_interval(t.by_series.entry(r.0).or_default(), mint, maxt);
+            }
+            t.write(b.dir())?;
+            self.blocks
+                .tombstones
+                .write()
+                .insert(m.id.clone(), Arc::new(t));
+            affected += refs.len() as u64;
+        }
+        Ok(affected)
+    }
+
     /// Registers the hook retention calls before deleting a block.
     pub fn set_expiry_hook(&self, hook: Arc<dyn ExpiryHook>) {
         self.blocks.set_hook(hook);
@@ -432,6 +516,13 @@ impl Db {
 
         let mut w = BlockWriter::create(&self.blocks.dir, &id)?;
         let mut iters: Vec<_> = inputs.iter().map(|b| b.all_series().peekable()).collect();
+        let tombs: Vec<Option<Arc<BlockTombstones>>> = inputs
+            .iter()
+            .map(|b| self.blocks.tombstones_of(&b.meta().id))
+            .collect();
+        // Position of each input's next series (block series refs count in label order).
+        let mut pos = vec![0u32; inputs.len()];
+        let mut deleted: tombstones::Intervals = Vec::new();
         let mut samples: Vec<(i64, f64)> = Vec::new();
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
         loop {
@@ -454,6 +545,7 @@ impl Db {
             }
             let Some(labels) = next else { break };
             samples.clear();
+            deleted.clear();
             let mut sorted = true;
             for (k, it) in iters.iter_mut().enumerate() {
                 if !matches!(it.peek(), Some(Ok((l, _))) if *l == labels) {
@@ -462,6 +554,12 @@ impl Db {
                 let Some(Ok((_, chunks))) = it.next() else {
                     unreachable!("BUG: peeked series vanished")
                 };
+                if let Some(t) = tombs[k].as_ref().and_then(|t| t.by_series.get(&pos[k])) {
+                    for &(a, b) in t {
+                        tombstones::add_interval(&mut deleted, a, b);
+                    }
+                }
+                pos[k] += 1;
                 for c in &chunks {
                     let bytes = inputs[k].chunk(c.chunk_ref)?;
                     block_enc::decode_into(&bytes, &mut ts, &mut vs).map_err(|e| {
@@ -483,6 +581,7 @@ impl Db {
                 samples.sort_by_key(|s| s.0);
                 samples.dedup_by_key(|s| s.0);
             }
+            tombstones::apply(&deleted, &mut samples);
             if !samples.is_empty() {
                 w.add_series_samples(&labels, &samples, MAX_SAMPLES_PER_BLOCK_CHUNK)?;
             }

@@ -45,6 +45,8 @@ pub struct Series {
     maxt: i64,
     /// Head data is read from here on (the head's truncation point, or `mint`).
     head_mint: i64,
+    /// Deleted ranges (tombstones) of this label set, from the head and its blocks.
+    deleted: crate::tombstones::Intervals,
 }
 
 impl<'a> Querier<'a> {
@@ -91,7 +93,13 @@ impl<'a> Querier<'a> {
             if m.max_time <= self.mint || m.min_time > self.maxt || queue.contains(&m.id) {
                 continue;
             }
-            let got = (|| -> Result<Vec<(Labels, Vec<BlockChunk>)>, TsdbError> {
+            let tombs = self.db.blocks.tombstones_of(&m.id);
+            type Found = (
+                Labels,
+                Vec<BlockChunk>,
+                Option<crate::tombstones::Intervals>,
+            );
+            let got = (|| -> Result<Vec<Found>, TsdbError> {
                 let mut v = Vec::new();
                 for r in b.select(matchers)? {
                     let (labels, chunks) = b.series(r)?;
@@ -100,7 +108,8 @@ impl<'a> Querier<'a> {
                         .filter(|c| c.max_t >= self.mint && c.min_t <= self.maxt)
                         .collect();
                     if !chunks.is_empty() {
-                        v.push((labels, chunks));
+                        let del = tombs.as_ref().and_then(|t| t.by_series.get(&r.0)).cloned();
+                        v.push((labels, chunks, del));
                     }
                 }
                 Ok(v)
@@ -112,9 +121,12 @@ impl<'a> Querier<'a> {
                     continue;
                 }
             };
-            for (labels, chunks) in got {
-                match by_labels.get(&labels) {
-                    Some(&i) => out[i].blocks.push((b.clone(), chunks)),
+            for (labels, chunks, del) in got {
+                let i = match by_labels.get(&labels) {
+                    Some(&i) => {
+                        out[i].blocks.push((b.clone(), chunks));
+                        i
+                    }
                     None => {
                         by_labels.insert(labels.clone(), out.len());
                         out.push(Series {
@@ -128,8 +140,13 @@ impl<'a> Querier<'a> {
                             mint: self.mint,
                             maxt: self.maxt,
                             head_mint: self.maxt.saturating_add(1),
+                            deleted: Vec::new(),
                         });
+                        out.len() - 1
                     }
+                };
+                for (a, z) in del.into_iter().flatten() {
+                    crate::tombstones::add_interval(&mut out[i].deleted, a, z);
                 }
             }
         }
@@ -203,6 +220,7 @@ impl<'a> Querier<'a> {
                 mint: self.mint,
                 maxt: self.maxt,
                 head_mint: mint,
+                deleted: head.tombstones.read().get(&id).cloned().unwrap_or_default(),
             });
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -295,6 +313,18 @@ impl Series {
     /// chunk is decoded in a tight loop, and out-of-order data (rare) is merged afterwards.
     /// The fast path for readers that want every sample (the query engine).
     pub fn decode_into(&self, out: &mut Vec<(i64, f64)>) -> Result<(), TsdbError> {
+        if self.deleted.is_empty() {
+            return self.decode_sources_into(out);
+        }
+        let start = out.len();
+        self.decode_sources_into(out)?;
+        let mut tail = out.split_off(start);
+        crate::tombstones::apply(&self.deleted, &mut tail);
+        out.extend(tail);
+        Ok(())
+    }
+
+    fn decode_sources_into(&self, out: &mut Vec<(i64, f64)>) -> Result<(), TsdbError> {
         if self.blocks.is_empty() {
             return self.decode_head_into(out);
         }
@@ -433,8 +463,8 @@ impl<'a> SeriesIter<'a> {
         self.done = false;
         self.err = None;
         self.decoded = None;
-        if !series.blocks.is_empty() {
-            // Series with block data are decoded whole (blocks use columnar encodings).
+        if !series.blocks.is_empty() || !series.deleted.is_empty() {
+            // Series with block data (columnar encodings) or deletions are decoded whole.
             let mut v = Vec::new();
             match series.decode_into(&mut v) {
                 Ok(()) => self.decoded = Some(v.into_iter()),

@@ -10,6 +10,9 @@ use crate::varint;
 pub const REC_SERIES: u8 = 1;
 /// WAL record type: float samples, delta-packed.
 pub const REC_SAMPLES: u8 = 2;
+/// Deleted time ranges of series (`POST /api/v1/admin/tsdb/delete_series`): repeated
+/// `uvarint series id, varint mint, varint maxt` (both inclusive, ms).
+pub const REC_TOMBSTONES: u8 = 3;
 
 /// Errors decoding a record payload. The WAL has already verified the CRC, so these mean a
 /// bug or a record type from a newer hearth.
@@ -127,10 +130,51 @@ pub fn decode_samples(mut b: &[u8], mut f: impl FnMut(u64, i64, f64)) -> Result<
     Ok(())
 }
 
+/// Encodes a tombstones record.
+pub fn encode_tombstones(dst: &mut Vec<u8>, entries: &[(u64, i64, i64)]) {
+    for &(id, a, b) in entries {
+        varint::put_uvarint(dst, id);
+        varint::put_varint(dst, a);
+        varint::put_varint(dst, b);
+    }
+}
+
+/// Decodes a tombstones record, calling `f(id, mint, maxt)` per entry.
+pub fn decode_tombstones(
+    mut b: &[u8],
+    mut f: impl FnMut(u64, i64, i64),
+) -> Result<(), RecordError> {
+    let total = b.len();
+    while !b.is_empty() {
+        let at = total - b.len();
+        let err = |detail| RecordError {
+            kind: "tombstones",
+            offset: at,
+            detail,
+        };
+        let id = varint::uvarint(&mut b).ok_or_else(|| err("bad series id"))?;
+        let a = varint::varint(&mut b).ok_or_else(|| err("bad mint"))?;
+        let m = varint::varint(&mut b).ok_or_else(|| err("bad maxt"))?;
+        f(id, a, m);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn tombstones_roundtrip() {
+        let e = vec![(1u64, -5i64, 10i64), (1 << 40, i64::MIN, i64::MAX)];
+        let mut buf = Vec::new();
+        encode_tombstones(&mut buf, &e);
+        let mut got = Vec::new();
+        decode_tombstones(&buf, |a, b, c| got.push((a, b, c))).unwrap();
+        assert_eq!(got, e);
+        assert!(decode_tombstones(&buf[..buf.len() - 1], |_, _, _| {}).is_err());
+    }
 
     #[test]
     fn series_roundtrip() {

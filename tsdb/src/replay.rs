@@ -101,6 +101,10 @@ pub(crate) fn replay_wal(head: &Head, dir: &Path) -> Result<ReplayStats, TsdbErr
                             Item::Sample(id, t, v),
                         )
                     }),
+                    record::REC_TOMBSTONES => record::decode_tombstones(rec.payload, |id, a, b| {
+                        let mut t = head.tombstones.write();
+                        crate::tombstones::add_interval(t.entry(id).or_default(), a, b);
+                    }),
                     _ => {
                         stats.bad_records += 1;
                         Ok(())

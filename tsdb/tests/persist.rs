@@ -156,3 +156,56 @@ fn head_ranges_become_blocks_that_compact_and_expire() {
         db.close().unwrap();
     }
 }
+
+#[test]
+fn deleted_series_stay_deleted_through_cut_compaction_and_restart() {
+    use hearth_tsdb::{MatchOp, Matcher};
+    let dir = tempfile::tempdir().unwrap();
+    let a = Labels::new([("__name__", "a")]).unwrap();
+    let b = Labels::new([("__name__", "b")]).unwrap();
+    let mut want = Data::new();
+    let push = |db: &Db, want: &mut Data, from: i64, to: i64| {
+        let mut t = from;
+        while t < to {
+            let mut app = db.appender();
+            for l in [&a, &b] {
+                app.add(l, t, t as f64).unwrap();
+                want.entry(l.to_string())
+                    .or_default()
+                    .push((t, (t as f64).to_bits()));
+            }
+            app.commit().unwrap();
+            t += STEP;
+        }
+    };
+    let del_a = vec![vec![Matcher::new(MatchOp::Equal, "__name__", "a").unwrap()]];
+    let a_key = a.to_string();
+    let forget = |want: &mut Data, x: i64, y: i64| {
+        let v = want.get_mut(&a_key).unwrap();
+        v.retain(|p| p.0 < x || p.0 > y);
+    };
+    {
+        let db = Db::open(&cfg(dir.path(), Duration::from_secs(30 * 86400))).unwrap();
+        push(&db, &mut want, 0, 9 * H);
+        db.maintain().unwrap();
+        assert!(!db.blocks().is_empty());
+        // Across a block (persisted) and the head.
+        assert!(db.delete_series(&del_a, 3 * H, 7 * H).unwrap() >= 2);
+        forget(&mut want, 3 * H, 7 * H);
+        assert_eq!(read_all(&db, i64::MIN, i64::MAX), want);
+        db.close().unwrap();
+    }
+    {
+        // Replayed from the WAL (head) and the tombstones file (blocks).
+        let db = Db::open(&cfg(dir.path(), Duration::from_secs(30 * 86400))).unwrap();
+        assert_eq!(read_all(&db, i64::MIN, i64::MAX), want);
+        // More data: the head range holding deleted samples is cut, blocks compact.
+        push(&db, &mut want, 9 * H, 20 * H);
+        db.maintain().unwrap();
+        assert!(db.blocks().iter().any(|m| m.level > 1));
+        assert_eq!(read_all(&db, i64::MIN, i64::MAX), want);
+        db.close().unwrap();
+    }
+    let db = Db::open(&cfg(dir.path(), Duration::from_secs(30 * 86400))).unwrap();
+    assert_eq!(read_all(&db, i64::MIN, i64::MAX), want);
+}

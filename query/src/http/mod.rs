@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hearth_tsdb::http::DbSlot;
 use hearth_tsdb::Db;
@@ -50,11 +50,33 @@ pub struct QueryApi {
     db: DbSlot,
     engine: Engine,
     status: Arc<StatusInfo>,
+    /// `--web.enable-admin-api`: the TSDB admin endpoints answer only when set.
+    admin: bool,
 }
 
 impl QueryApi {
     pub fn new(db: DbSlot, engine: Engine, status: Arc<StatusInfo>) -> Arc<Self> {
-        Arc::new(QueryApi { db, engine, status })
+        Arc::new(QueryApi {
+            db,
+            engine,
+            status,
+            admin: false,
+        })
+    }
+
+    /// Like [`QueryApi::new`], with the admin endpoints (`delete_series`) enabled or not.
+    pub fn with_admin(
+        db: DbSlot,
+        engine: Engine,
+        status: Arc<StatusInfo>,
+        admin: bool,
+    ) -> Arc<Self> {
+        Arc::new(QueryApi {
+            db,
+            engine,
+            status,
+            admin,
+        })
     }
 
     /// The open database, or `unavailable` while the WAL is replayed.
@@ -87,6 +109,10 @@ pub fn router(api: Arc<QueryApi>) -> Router {
             get(query::parse_query).post(query::parse_query),
         )
         .route("/api/v1/series", get(series::series).post(series::series))
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(series::delete_series).put(series::delete_series),
+        )
         .route("/api/v1/labels", get(series::labels).post(series::labels))
         .route("/api/v1/label/{name}/values", get(series::label_values))
         .route("/api/v1/status/buildinfo", get(status::buildinfo))

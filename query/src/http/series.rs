@@ -103,6 +103,39 @@ pub(super) async fn series(
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// `POST|PUT /api/v1/admin/tsdb/delete_series` (with `--web.enable-admin-api`): deletes the
+/// samples in `[start, end]` of the series matching any `match[]` selector. 204 on success.
+pub(super) async fn delete_series(
+    State(api): State<Arc<QueryApi>>,
+    q: RawQuery,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = Params::parse(q.0.as_deref(), content_type(&h), &body);
+    let r: Result<Response, ApiError> = async {
+        if !api.admin {
+            return Err(ApiError {
+                kind: super::ErrorKind::Unavailable,
+                msg: "admin APIs disabled".into(),
+            });
+        }
+        if p.all("match[]").is_empty() {
+            return Err(ApiError::bad_data("no match[] parameter provided"));
+        }
+        let sel = selection(&p)?;
+        let db = api.db()?;
+        let n = run_blocking(Arc::new(AtomicBool::new(false)), move || {
+            db.delete_series(&sel.sets, sel.start, sel.end)
+        })
+        .await?
+        .map_err(storage_error)?;
+        tracing::info!(series = n, "series deleted through the admin API");
+        Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
 /// `GET|POST /api/v1/labels`: label names, optionally of the series matching `match[]`.
 pub(super) async fn labels(
     State(api): State<Arc<QueryApi>>,

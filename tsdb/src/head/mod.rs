@@ -61,6 +61,8 @@ pub(crate) struct Head {
     pub(crate) min_valid_t: AtomicI64,
     /// Newest sample time appended to the head (`i64::MIN` when empty).
     pub(crate) max_t: AtomicI64,
+    /// Deleted ranges by series id (see [`crate::tombstones`]).
+    pub(crate) tombstones: RwLock<HashMap<u64, crate::tombstones::Intervals>>,
 }
 
 impl Head {
@@ -76,6 +78,7 @@ impl Head {
             num_series: AtomicU64::new(0),
             min_valid_t: AtomicI64::new(i64::MIN),
             max_t: AtomicI64::new(i64::MIN),
+            tombstones: RwLock::new(HashMap::new()),
         }
     }
 
@@ -240,6 +243,7 @@ impl Head {
             self.id_stripe(s.id).write().remove(&s.id);
             let pairs: Vec<(u32, u32)> = s.syms.chunks_exact(2).map(|p| (p[0], p[1])).collect();
             self.postings.remove(s.id, &pairs);
+            self.tombstones.write().remove(&s.id);
             self.num_series.fetch_sub(1, Ordering::Relaxed);
             removed += 1;
         }
