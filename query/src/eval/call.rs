@@ -321,8 +321,15 @@ impl Evaluator<'_> {
         let mut p = vec![0.0; params.len()];
         let check_counter = matches!(name, "rate" | "increase");
         let mut non_counter: Option<String> = None;
+        // The counter-name check needs one non-empty window per series (every series is
+        // called for steps 0, 1, ... in order, so step 0 starts a new series).
+        let mut checked = false;
         let mut out = self.apply_windows(&args[ri], steps, &mut |metric, i, w| {
-            if check_counter && !w.samples.is_empty() && non_counter.is_none() {
+            if i == 0 {
+                checked = false;
+            }
+            if check_counter && non_counter.is_none() && !checked && !w.samples.is_empty() {
+                checked = true;
                 if let Some(n) = metric.name() {
                     if !is_counter_name(n) {
                         non_counter = Some(n.to_string());

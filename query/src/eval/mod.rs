@@ -548,6 +548,9 @@ impl<'a> Evaluator<'a> {
         let reference = move |i: usize| at.unwrap_or(steps.ts(i)) - offset;
         let mut clean: Vec<Point> = Vec::new();
         self.select_each(vs, lo - range + 1, hi, &mut |m, samples| {
+            if !samples.iter().any(|p| is_stale(p.1)) {
+                return per_series(m, samples, &reference);
+            }
             clean.clear();
             clean.extend(samples.iter().copied().filter(|p| !is_stale(p.1)));
             per_series(m, &clean, &reference)
