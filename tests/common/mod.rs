@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod blocks;
+
 pub struct Hearth {
     pub child: Child,
     pub addr: String,
