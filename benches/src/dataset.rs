@@ -588,6 +588,21 @@ pub fn round_like_node_exporter(hosts: &mut [Host]) {
     }
 }
 
+/// Removes the per-scrape jitter [`generate`] draws: each host's scrapes exactly
+/// [`SCRAPE_INTERVAL_MS`] apart from its first. Prometheus aligns its scrape
+/// timestamps this way when they are within `--scrape.timestamp-tolerance` (2 ms) of the
+/// schedule, which lets delta-of-delta timestamp encodings store one bit per sample.
+pub fn align_timestamps(hosts: &mut [Host]) {
+    for host in hosts {
+        let Some(&first) = host.timestamps.first() else {
+            continue;
+        };
+        for (k, t) in host.timestamps.iter_mut().enumerate() {
+            *t = first + k as i64 * SCRAPE_INTERVAL_MS;
+        }
+    }
+}
+
 /// Remote_write bodies in time order for backfilling a whole span, split among senders
 /// that keep pace with each other.
 #[derive(Debug, Clone, Default)]

@@ -95,6 +95,8 @@ pub struct Options {
     pub samples_per_request: usize,
     /// Keep the generator's full-precision floats instead of node_exporter's units.
     pub raw_values: bool,
+    /// Scrape timestamps exactly 15 s apart (no jitter).
+    pub aligned_timestamps: bool,
     /// Longest wait for hearth's block persistence to go quiet.
     pub hearth_wait: Duration,
     /// Longest wait for a peer's flushes, merges and compactions.
@@ -116,6 +118,7 @@ impl Default for Options {
             senders: 2,
             samples_per_request: 5000,
             raw_values: false,
+            aligned_timestamps: false,
             hearth_wait: Duration::from_secs(180),
             settle_timeout: Duration::from_secs(300),
             tmp_dir: None,
@@ -141,6 +144,9 @@ and VictoriaMetrics on the same node-exporter-like data, one server after anothe
   --samples-per-request N  samples per remote_write request [5000]
   --raw-values             keep full-precision random floats instead of rounding values to
                            the units node_exporter reports (0.01 s CPU, whole packets, ...)
+  --aligned-timestamps     scrape timestamps exactly 15 s apart, without the 0-4 ms jitter
+                           (Prometheus aligns scrape timestamps within
+                           --scrape.timestamp-tolerance, 2 ms by default)
   --hearth-wait SECONDS    longest wait for hearth's block persistence after ingest [180]
   --settle-timeout SECONDS longest wait for a peer's flushes and compactions [300]
   --tmp-dir DIR            parent of the servers' data directories [system temp dir]
@@ -164,6 +170,7 @@ impl Options {
                 "--senders" => o.senders = num(value()?)?,
                 "--samples-per-request" => o.samples_per_request = num(value()?)?,
                 "--raw-values" => o.raw_values = true,
+                "--aligned-timestamps" => o.aligned_timestamps = true,
                 "--hearth-wait" => {
                     o.hearth_wait = Duration::from_secs(crate::cli::positive(name, &value()?)?)
                 }
@@ -549,6 +556,7 @@ fn run_one(
 
     match kind {
         Kind::VictoriaMetrics => {
+            notes.push(format!("parts after ingest: {}", vm_parts(addr)));
             for path in ["/internal/force_flush", "/internal/force_merge"] {
                 let r = get(addr, path)?;
                 if !r.is_success() {
@@ -563,6 +571,7 @@ fn run_one(
                     .is_some_and(|n| n == 0.0)
             });
             note_timeout(&mut notes, waited, "merges");
+            notes.push(format!("parts after the forced merge: {}", vm_parts(addr)));
             points.push(measure("flushed + merged")?);
         }
         Kind::Prometheus => {
@@ -570,6 +579,15 @@ fn run_one(
             // the head spans more than 3 h; wait until they are done.
             let waited = process::wait_quiet(pid, opts.settle_timeout, || true);
             note_timeout(&mut notes, waited, "compactions");
+            if let Ok(t) = metrics_text(addr) {
+                let m = |name| metric_sum(&t, name, "").unwrap_or(f64::NAN);
+                notes.push(format!(
+                    "prometheus_tsdb_blocks_loaded {}, prometheus_tsdb_compactions_total {}, head series {}",
+                    m("prometheus_tsdb_blocks_loaded"),
+                    m("prometheus_tsdb_compactions_total"),
+                    m("prometheus_tsdb_head_series"),
+                ));
+            }
             points.push(measure("data dir, compacted")?);
             match snapshot(addr) {
                 Ok(name) => {
@@ -650,6 +668,21 @@ fn note_timeout(notes: &mut Vec<String>, waited: Result<f64, f64>, what: &str) {
             "WARNING: still busy after {s:.0} s of waiting for {what}; measured anyway"
         ));
     }
+}
+
+/// VictoriaMetrics's part counts by type (`vm_parts`), for the notes.
+fn vm_parts(addr: SocketAddr) -> String {
+    let Ok(t) = metrics_text(addr) else {
+        return "?".into();
+    };
+    t.lines()
+        .filter_map(|l| l.strip_prefix("vm_parts{type=\""))
+        .filter_map(|l| {
+            let (typ, rest) = l.split_once("\"}")?;
+            Some(format!("{typ} {}", rest.trim()))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Asks Prometheus for a snapshot that includes the head (written as a block). Returns the
@@ -756,6 +789,9 @@ pub fn run(opts: &Options) -> Result<(), String> {
     if !opts.raw_values {
         dataset::round_like_node_exporter(&mut hosts);
     }
+    if opts.aligned_timestamps {
+        dataset::align_timestamps(&mut hosts);
+    }
     let data = dataset::encode_time_ordered(
         &hosts,
         opts.senders,
@@ -776,6 +812,14 @@ pub fn run(opts: &Options) -> Result<(), String> {
             "full-precision random floats (--raw-values)"
         } else {
             "in node_exporter's units (CPU seconds in 0.01, disk times in 0.001, bytes in sectors/kB/blocks, counts whole)"
+        }
+    );
+    println!(
+        "  timestamps: {}",
+        if opts.aligned_timestamps {
+            "exactly 15 s apart per host (--aligned-timestamps)"
+        } else {
+            "15 s apart plus 0-4 ms of jitter per scrape"
         }
     );
     println!(
@@ -1004,6 +1048,7 @@ mod tests {
                 "--servers",
                 "hearth,vm",
                 "--raw-values",
+                "--aligned-timestamps",
                 "--hearth-wait",
                 "5",
             ]
@@ -1012,7 +1057,7 @@ mod tests {
         .unwrap();
         assert_eq!((o.hosts, o.hours, o.scrapes()), (4, 2, 480));
         assert_eq!(o.servers, vec![Kind::Hearth, Kind::VictoriaMetrics]);
-        assert!(o.raw_values);
+        assert!(o.raw_values && o.aligned_timestamps);
         assert_eq!(o.hearth_wait, Duration::from_secs(5));
         assert!(Options::parse(["--hours".to_string(), "0".into()]).is_err());
         assert!(Options::parse(["--servers".to_string(), "x".into()]).is_err());
