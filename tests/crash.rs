@@ -56,8 +56,14 @@ fn kill9_loses_nothing_acknowledged() {
     // (writer, round, batch) acknowledged with 200.
     let acked: Arc<Mutex<BTreeSet<(u64, u64, u64)>>> = Arc::default();
     let rounds = 12;
+    // Rounds are ~58 days apart in sample time: keep them all (the default 30d retention
+    // would legitimately delete the older rounds' blocks). No scrape jobs: only the writers
+    // add samples.
+    let cfg = tmp.path().join("hearth.yml");
+    std::fs::write(&cfg, "scrape_configs: []\nstorage:\n  retention:\n    time: 100y\n").unwrap();
+    let args = ["--config", cfg.to_str().unwrap()];
     for round in 0..rounds {
-        let mut h = Hearth::start(&dir, &[]);
+        let mut h = Hearth::start(&dir, &args);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for w in 0..WRITERS {
@@ -89,7 +95,7 @@ fn kill9_loses_nothing_acknowledged() {
         }
     }
 
-    let h = Hearth::start(&dir, &[]);
+    let h = Hearth::start(&dir, &args);
     let (st, resp) = h.get("/api/v1/tsdb/test/export?match=__name__=crash");
     assert_eq!(st, 200);
     let v: Value = serde_json::from_str(&resp).unwrap();

@@ -106,7 +106,7 @@ pub(crate) fn write(db: &Db, min_t: i64) -> Result<CheckpointStats, TsdbError> {
             })?;
             stats.series += 1;
         }
-        let series = db.querier(min_t, i64::MAX).select(&[])?;
+        let series = db.querier(min_t, i64::MAX).select_head(&[])?;
         let mut batch: Vec<(u64, i64, f64)> = Vec::with_capacity(SAMPLES_PER_RECORD);
         let mut samples = Vec::new();
         let mut payload = Vec::new();

@@ -474,17 +474,23 @@ impl Db {
         if !series.is_empty() {
             let mut w = BlockWriter::create(&self.blocks.dir, &id)?;
             let mut samples = Vec::new();
+            let mut any = false;
             for s in &series {
                 samples.clear();
                 s.decode_into(&mut samples)?;
                 if !samples.is_empty() {
+                    any = true;
                     w.add_series_samples(&s.labels, &samples, MAX_SAMPLES_PER_BLOCK_CHUNK)?;
                 }
             }
-            let path = w.finish(meta)?;
-            let blk = Arc::new(Block::open(&path)?);
-            self.blocks.publish(&[], Some(blk));
-            written = true;
+            // A range whose series hold no sample inside it writes no block (dropping the
+            // writer removes its temporary directory).
+            if any {
+                let path = w.finish(meta)?;
+                let blk = Arc::new(Block::open(&path)?);
+                self.blocks.publish(&[], Some(blk));
+                written = true;
+            }
         }
         drop(series);
         let (removed, cp) = self.truncate_head(b)?;

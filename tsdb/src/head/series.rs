@@ -231,14 +231,21 @@ impl SeriesState {
                 self.ooo = None;
             }
         }
-        let has_data =
-            !self.mmapped.is_empty() || self.head.num_samples() > 0 || self.ooo.is_some();
-        self.min_t = if has_data {
-            self.min_t.max(t)
-        } else {
-            i64::MAX
-        };
-        has_data
+        // The oldest sample left: chunk starts (out-of-order chunks may straddle `t`).
+        let mut min = self.mmapped.first().map_or(i64::MAX, |m| m.min_t);
+        if let Some(f) = self.head.first_time() {
+            min = min.min(f);
+        }
+        if let Some(o) = &self.ooo {
+            if let Some(f) = o.buf.first() {
+                min = min.min(f.0);
+            }
+            for c in &o.chunks {
+                min = min.min(c.min_t);
+            }
+        }
+        self.min_t = if min == i64::MAX { i64::MAX } else { min.max(t) };
+        min != i64::MAX
     }
 
     /// Oldest and newest sample time, if the series has any sample.
