@@ -610,21 +610,48 @@ fn run_one(
                         .into(),
                 );
             } else {
-                let mut last = None;
+                // Maintenance (cutting head ranges into blocks, compaction) runs every
+                // 15 s and does all due work in one pass: done once the block counters
+                // stood still for longer than one period after the ingest, with the CPU
+                // quiet and nothing `pending`.
+                let counters = |t: &str| -> Vec<Option<f64>> {
+                    HEARTH_BLOCK_COUNTERS
+                        .iter()
+                        .map(|name| metric_sum(t, name, ""))
+                        .collect()
+                };
+                let mut last = counters(&text);
+                let mut changed_at = t_ingested;
                 let waited = process::wait_quiet(pid, opts.hearth_wait, || {
                     let Ok(t) = metrics_text(addr) else {
                         return false;
                     };
-                    let blocks = metric_sum(&t, "hearth_tsdb_blocks", "");
-                    let steady = last == Some(blocks);
-                    last = Some(blocks);
-                    steady && pending(&t) == 0.0
+                    let now = counters(&t);
+                    if now != last {
+                        last = now;
+                        changed_at = Instant::now();
+                    }
+                    changed_at.elapsed() > HEARTH_MAINTENANCE_PERIOD && pending(&t) == 0.0
                 });
                 note_timeout(&mut notes, waited, "block persistence");
                 let t = metrics_text(addr)?;
+                let counts: Vec<String> = HEARTH_BLOCK_COUNTERS
+                    .iter()
+                    .map(|name| {
+                        let v = metric_sum(&t, name, "").unwrap_or(f64::NAN);
+                        format!("{name} {v}")
+                    })
+                    .collect();
+                notes.push(counts.join(", "));
+                let blocks = |name| metric_sum(&t, name, "").unwrap_or(f64::NAN);
+                let (bytes, samples) = (
+                    blocks("hearth_tsdb_blocks_bytes"),
+                    blocks("hearth_tsdb_blocks_samples"),
+                );
                 notes.push(format!(
-                    "hearth_tsdb_blocks {}",
-                    metric_sum(&t, "hearth_tsdb_blocks", "").unwrap_or(f64::NAN)
+                    "in blocks: {samples} samples in {:.1} MiB = {:.3} B/sample (hearth_tsdb_blocks_bytes / _samples; the rest is head)",
+                    bytes / MIB,
+                    bytes / samples
                 ));
                 points.push(measure("blocks persisted")?);
             }
@@ -647,6 +674,17 @@ fn run_one(
         notes,
     })
 }
+
+/// hearth's block metrics that move while it persists: the wait ends once they stand still.
+const HEARTH_BLOCK_COUNTERS: &[&str] = &[
+    "hearth_tsdb_blocks",
+    "hearth_tsdb_head_blocks_written_total",
+    "hearth_tsdb_compactions_total",
+    "hearth_tsdb_blocks_deleted_total",
+];
+
+/// A little over hearth's block maintenance period (15 s).
+const HEARTH_MAINTENANCE_PERIOD: Duration = Duration::from_secs(17);
 
 /// The sum of hearth's gauges whose name says `pending` (persistence work it still has
 /// queued, if it exposes any); 0 without such gauges.
