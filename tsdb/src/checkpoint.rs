@@ -72,7 +72,12 @@ pub struct CheckpointStats {
 pub(crate) fn write(db: &Db, min_t: i64) -> Result<CheckpointStats, TsdbError> {
     let start = std::time::Instant::now();
     let wal_dir = db.wal.dir().to_path_buf();
-    let next = db.wal.cut_segment()?;
+    // No series may be half-created across the cut (record logged before it, series
+    // published after the checkpoint listed the head's series).
+    let next = {
+        let _g = db.head.creation.write();
+        db.wal.cut_segment()?
+    };
     let last = next - 1;
     let final_dir = wal_dir.join(dir_name(last));
     let tmp = wal_dir.join(format!(

@@ -78,6 +78,7 @@ impl Db {
         let blocks = crate::persist::Blocks::open(&path)?;
         if let Some(t) = blocks.max_time() {
             head.min_valid_t.store(t, Ordering::SeqCst);
+            head.read_floor.store(t, Ordering::SeqCst);
         }
         let wal_dir = path.join(filenames::WAL_DIR);
         let replay = crate::replay::replay_wal(&head, &wal_dir)?;

@@ -492,6 +492,8 @@ impl Db {
                 written = true;
             }
         }
+        // Readers now find [a, b) in the block; stop reading it from the head.
+        head.read_floor.fetch_max(b, Ordering::SeqCst);
         drop(series);
         let (removed, cp) = self.truncate_head(b)?;
         self.blocks

@@ -59,7 +59,7 @@ impl<'a> Querier<'a> {
         let head = &self.db.head;
         let mint = self
             .mint
-            .max(head.min_valid_t.load(std::sync::atomic::Ordering::SeqCst));
+            .max(head.read_floor.load(std::sync::atomic::Ordering::SeqCst));
         let mut ids = head.postings.select(&head.symbols, matchers);
         let mut out_of_range = RoaringTreemap::new();
         for id in ids.iter() {
@@ -164,7 +164,7 @@ impl<'a> Querier<'a> {
         let floor = self
             .db
             .head
-            .min_valid_t
+            .read_floor
             .load(std::sync::atomic::Ordering::SeqCst);
         self.select_head_from(matchers, floor)
     }

@@ -59,8 +59,16 @@ pub(crate) struct Head {
     /// Data before this time (ms) lives in blocks; the head refuses and drops it. Raised by
     /// [`Head::truncate`], never lowered.
     pub(crate) min_valid_t: AtomicI64,
+    /// Reads of the head start here: raised to a block's end only once that block is
+    /// published, so data is never invisible while it moves from head to block (between the
+    /// two, reads deduplicate the overlap).
+    pub(crate) read_floor: AtomicI64,
     /// Newest sample time appended to the head (`i64::MIN` when empty).
     pub(crate) max_t: AtomicI64,
+    /// Held (shared) by series creation from logging the series record to publishing the
+    /// series, and (exclusive) by a WAL checkpoint while it cuts the log: a series whose record
+    /// lands in a segment the checkpoint replaces is always visible to the checkpoint.
+    pub(crate) creation: RwLock<()>,
     /// Deleted ranges by series id (see [`crate::tombstones`]).
     pub(crate) tombstones: RwLock<HashMap<u64, crate::tombstones::Intervals>>,
 }
@@ -77,8 +85,10 @@ impl Head {
             next_id: AtomicU64::new(1),
             num_series: AtomicU64::new(0),
             min_valid_t: AtomicI64::new(i64::MIN),
+            read_floor: AtomicI64::new(i64::MIN),
             max_t: AtomicI64::new(i64::MIN),
             tombstones: RwLock::new(HashMap::new()),
+            creation: RwLock::new(()),
         }
     }
 
@@ -177,6 +187,7 @@ impl Head {
             pairs.push((n, v));
         }
         let s = Arc::new(MemSeries::new(id, syms.into_boxed_slice()));
+        let _creating = self.creation.read();
         before_publish(id, labels);
         self.id_stripe(id).write().insert(id, s.clone());
         self.postings.add(id, &pairs);
@@ -204,6 +215,7 @@ impl Head {
     /// Then deletes head-chunk files holding only older chunks. Returns the series removed.
     pub(crate) fn truncate(&self, t: i64) -> u64 {
         self.min_valid_t.fetch_max(t, Ordering::SeqCst);
+        self.read_floor.fetch_max(t, Ordering::SeqCst);
         let mut removed = 0u64;
         for id in self.postings.all().iter() {
             let Some(s) = self.by_id(id) else { continue };

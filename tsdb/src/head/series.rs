@@ -244,7 +244,11 @@ impl SeriesState {
                 min = min.min(c.min_t);
             }
         }
-        self.min_t = if min == i64::MAX { i64::MAX } else { min.max(t) };
+        self.min_t = if min == i64::MAX {
+            i64::MAX
+        } else {
+            min.max(t)
+        };
         min != i64::MAX
     }
 
