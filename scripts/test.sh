@@ -28,7 +28,7 @@ test -d ../shared/conformance || echo "test.sh: note: ../shared/conformance not 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary.
