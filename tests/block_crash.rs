@@ -474,17 +474,24 @@ fn check_final(h: &Hearth, dir: &Path, acked: &BTreeSet<u64>, next: &AtomicU64, 
         }
         total += s.samples.len() as u64;
     }
-    // Retention deletes whole blocks older than the limit: what is missing is everything
-    // before one block boundary, for every series, and that boundary is at most the limit.
+    // Retention deletes whole blocks older than the limit. What is kept starts at a block
+    // boundary: the oldest block's start, or the head's if no block is left. Before it
+    // nothing is left, after it every acknowledged sample is there. (The oldest sample may
+    // lie past the boundary: a batch in flight at a kill is legitimately lost.)
     let limit = newest - RETENTION;
+    let blocks = disk_blocks(dir);
+    let (_, body) = h.get("/metrics");
+    let m = |n: &str| metric_in(&body, n).unwrap_or(-1.0);
+    let head_start = (m("hearth_tsdb_head_min_valid_time_seconds") * 1000.0) as i64;
+    let boundary = blocks.first().map_or(head_start.max(T0), |b| b.min_time);
     assert_eq!(
-        (min_t - T0) % (2 * H),
+        (boundary - T0) % (2 * H),
         0,
-        "oldest sample {min_t} not at a block start {ctx}"
+        "kept data starts at {boundary}, not at a block boundary {ctx}"
     );
     assert!(
-        min_t == T0 || min_t <= limit,
-        "data from {min_t} deleted, but the retention limit is {limit} {ctx}"
+        min_t >= boundary,
+        "sample at {min_t} before the oldest block or head start {boundary} {ctx}"
     );
     let mut missing = Vec::new();
     for s in &series {
@@ -493,7 +500,8 @@ fn check_final(h: &Hearth, dir: &Path, acked: &BTreeSet<u64>, next: &AtomicU64, 
         for &b in acked {
             let start = T0 + b as i64 * BATCH_MS;
             for t in (start..start + BATCH_MS).step_by(STEP as usize) {
-                if t >= min_t && !have.contains(&t) {
+                let expired = t < boundary && t < limit;
+                if !expired && !have.contains(&t) {
                     missing.push((sid, b, t));
                 }
             }
@@ -501,7 +509,8 @@ fn check_final(h: &Hearth, dir: &Path, acked: &BTreeSet<u64>, next: &AtomicU64, 
     }
     assert!(
         missing.is_empty(),
-        "{} acknowledged samples lost (series, batch, t), first: {:?} {ctx}",
+        "{} acknowledged samples lost (series, batch, t), first: {:?}; kept data starts at \
+         {boundary}, retention limit {limit} {ctx}",
         missing.len(),
         &missing[..missing.len().min(10)]
     );
@@ -518,7 +527,6 @@ fn check_final(h: &Hearth, dir: &Path, acked: &BTreeSet<u64>, next: &AtomicU64, 
     // Blocks: no overlaps after compaction, retention applied, metrics agree with the disk and
     // with what the queries return (the querier deduplicates, so duplicated data in blocks
     // shows only in these counts).
-    let blocks = disk_blocks(dir);
     for w in blocks.windows(2) {
         assert!(
             w[0].max_time <= w[1].min_time,
@@ -533,8 +541,6 @@ fn check_final(h: &Hearth, dir: &Path, acked: &BTreeSet<u64>, next: &AtomicU64, 
             "block {b:?} past retention {limit} still there {ctx}"
         );
     }
-    let (_, body) = h.get("/metrics");
-    let m = |n: &str| metric_in(&body, n).unwrap_or(-1.0);
     assert_eq!(m("hearth_tsdb_blocks"), blocks.len() as f64, "{ctx}");
     assert_eq!(m("hearth_tsdb_blocks_quarantined_total"), 0.0, "{ctx}");
     let on_disk: u64 = blocks.iter().map(|b| b.num_samples).sum();
@@ -560,11 +566,11 @@ fn check_final(h: &Hearth, dir: &Path, acked: &BTreeSet<u64>, next: &AtomicU64, 
         "no compaction ran: the test did not exercise it {ctx}"
     );
     assert!(
-        min_t > T0,
+        boundary > T0,
         "retention deleted nothing: the test did not exercise it {ctx}"
     );
     eprintln!(
-        "final: {} blocks {:?}, {total} samples, {} acknowledged batches of {}, oldest kept {} h, newest {} h",
+        "final: {} blocks {:?}, {total} samples, {} acknowledged batches of {}, kept from {} h, newest {} h",
         blocks.len(),
         blocks
             .iter()
@@ -572,7 +578,7 @@ fn check_final(h: &Hearth, dir: &Path, acked: &BTreeSet<u64>, next: &AtomicU64, 
             .collect::<Vec<_>>(),
         acked.len(),
         next.load(Ordering::SeqCst),
-        (min_t - T0) / H,
+        (boundary - T0) / H,
         (newest - T0) / H,
     );
 }
