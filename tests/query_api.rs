@@ -286,7 +286,8 @@ fn api_shape_and_errors() {
         r["CWD"].is_string() && r["GOMAXPROCS"].as_u64().unwrap() >= 1,
         "{r}"
     );
-    assert_eq!(r["storageRetention"], "30d");
+    // Prometheus's duration formatting (model.Duration): 30d is "4w2d".
+    assert_eq!(r["storageRetention"], "4w2d");
     let (_, v) = get(&h, "/api/v1/status/flags");
     assert_eq!(
         v["data"]["query.max-samples"], "1000000",
