@@ -185,6 +185,22 @@ pub fn rss_bytes(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("no VmRSS in /proc/<pid>/status"))
 }
 
+/// Resident memory of `pid` now by kind, in bytes: anonymous (heap, stacks) and
+/// file-backed (mapped files such as memory-mapped chunks, which the kernel can drop and
+/// re-read) — `RssAnon` and `RssFile` in `/proc/<pid>/status`.
+pub fn rss_anon_file_bytes(pid: u32) -> io::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .ok_or_else(|| io::Error::other(format!("no {name} in /proc/<pid>/status")))
+    };
+    Ok((field("RssAnon:")?, field("RssFile:")?))
+}
+
 /// Resets `pid`'s peak RSS (`VmHWM`) to its current RSS (writes `5` to
 /// `/proc/<pid>/clear_refs`, Linux 4.0+), so that [`peak_rss_bytes`] afterwards is the peak
 /// of one phase rather than since start-up. Needs the same uid as `pid`.

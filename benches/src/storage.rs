@@ -551,6 +551,15 @@ fn run_one(
         .map_err(|e| format!("ingest failed: {e}\nserver log:\n{}", server.log_tail(20)))?;
     let ingest_cpu_s = process::cpu_seconds(pid).map_err(|e| format!("reading CPU: {e}"))? - cpu0;
     let peak_rss_ingest = process::peak_rss_bytes(pid).map_err(|e| format!("reading RSS: {e}"))?;
+    let rss_split = |when: &str| match process::rss_anon_file_bytes(pid) {
+        Ok((anon, file)) => format!(
+            "RSS {when}: {:.0} MiB anonymous + {:.0} MiB file-backed (mapped files)",
+            anon as f64 / MIB,
+            file as f64 / MIB
+        ),
+        Err(e) => format!("RSS {when}: {e}"),
+    };
+    notes.push(rss_split("at the end of ingest"));
     let t_ingested = Instant::now();
     let mut points = vec![measure("after ingest")?];
 
@@ -659,6 +668,7 @@ fn run_one(
     }
     let persist_s = t_ingested.elapsed().as_secs_f64();
     let peak_rss_end = process::peak_rss_bytes(pid).map_err(|e| format!("reading RSS: {e}"))?;
+    notes.push(rss_split("once persisted"));
     let (verified, verified_ok) = verify(kind, addr, data, spec);
     Ok(Measurement {
         kind,
@@ -973,7 +983,7 @@ pub fn report(results: &[Measurement]) -> String {
     }
     let _ = writeln!(
         s,
-        "(disk: allocated blocks, what du shows and the disk loses; apparent: file lengths, inflated by sparse pre-sized files;\n peak RSS MiB: VmHWM at the end of ingest, in brackets at the end of persisting; ingest CPU: server CPU-seconds over the ingest)"
+        "(disk: allocated blocks, what du shows and the disk loses; apparent: file lengths, inflated by sparse pre-sized files;\n peak RSS MiB: VmHWM (anonymous + mapped-file pages) at the end of ingest, in brackets at the end of persisting; ingest CPU: server CPU-seconds over the ingest)"
     );
     let _ = writeln!(s);
     let _ = writeln!(s, "where the bytes are (allocated MiB, files):");
