@@ -115,6 +115,7 @@ pub(crate) fn write(db: &Db, min_t: i64) -> Result<CheckpointStats, TsdbError> {
         let mut batch: Vec<(u64, i64, f64)> = Vec::with_capacity(SAMPLES_PER_RECORD);
         let mut samples = Vec::new();
         let mut payload = Vec::new();
+        let mut records = 0u64;
         for s in &series {
             samples.clear();
             s.decode_into(&mut samples)?;
@@ -126,6 +127,12 @@ pub(crate) fn write(db: &Db, min_t: i64) -> Result<CheckpointStats, TsdbError> {
                     cp.append(record::REC_SAMPLES, &payload)?;
                     stats.samples += batch.len() as u64;
                     batch.clear();
+                    // Write out what is buffered now and then, so a checkpoint of a large
+                    // head does not sit in memory until `close`.
+                    records += 1;
+                    if records % 16 == 0 {
+                        cp.sync()?;
+                    }
                 }
             }
         }
