@@ -82,17 +82,25 @@ impl<'a> Querier<'a> {
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, TsdbError> {
         let mut out = self.select_head(matchers)?;
         let blocks = self.db.blocks.snapshot();
+        let queue = self.db.blocks.quarantine_queue();
+        let overlapping: Vec<&Arc<Block>> = blocks
+            .iter()
+            .filter(|b| {
+                let m = b.meta();
+                m.max_time > self.mint && m.min_time <= self.maxt && !queue.contains(&m.id)
+            })
+            .collect();
+        if overlapping.is_empty() {
+            // Head-only range (the common case for recent data): already sorted.
+            return Ok(out);
+        }
         let mut by_labels: std::collections::HashMap<Labels, usize> = out
             .iter()
             .enumerate()
             .map(|(i, s)| (s.labels.clone(), i))
             .collect();
-        let queue = self.db.blocks.quarantine_queue();
-        for b in blocks.iter() {
+        for b in overlapping {
             let m = b.meta();
-            if m.max_time <= self.mint || m.min_time > self.maxt || queue.contains(&m.id) {
-                continue;
-            }
             let tombs = self.db.blocks.tombstones_of(&m.id);
             type Found = (
                 Labels,
