@@ -20,6 +20,13 @@ pub struct Response {
 }
 
 impl Response {
+    /// `HTTP <status>: <first 300 bytes of the body>`, for error messages.
+    pub fn summary(&self) -> String {
+        let mut body = self.body_text();
+        body.truncate(300);
+        format!("HTTP {}: {}", self.status, body.trim_end())
+    }
+
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }

@@ -33,6 +33,30 @@ pub fn free_port() -> io::Result<u16> {
 }
 
 impl Server {
+    /// Starts a server in a fresh temporary directory under `tmp` (named `<prefix>…`) on a
+    /// free 127.0.0.1 port: `command(dir, addr)` builds its command line; waits (≤ 120 s) until
+    /// `ready_path` answers 200.
+    pub fn start_in(
+        name: &str,
+        prefix: &str,
+        tmp: &Path,
+        ready_path: &str,
+        command: impl FnOnce(&Path, SocketAddr) -> Command,
+    ) -> Result<Server, String> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(tmp)
+            .map_err(|e| format!("creating a temp dir in {}: {e}", tmp.display()))?;
+        let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let cmd = command(dir.path(), addr);
+        let mut server = Server::spawn(name, cmd, addr, dir).map_err(|e| e.to_string())?;
+        server
+            .wait_ready(ready_path, Duration::from_secs(120))
+            .map_err(|e| e.to_string())?;
+        Ok(server)
+    }
+
     /// Starts `cmd` (whose arguments must already point into `dir`), logging its stdout and
     /// stderr to `dir/server.log`.
     pub fn spawn(

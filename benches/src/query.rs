@@ -20,7 +20,7 @@ mod answer;
 mod fleet;
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -333,56 +333,25 @@ fn command(kind: Kind, opts: &Options, dir: &Path, addr: SocketAddr) -> Command 
 }
 
 fn version(kind: Kind, opts: &Options) -> String {
-    let (bin, flag) = match kind {
-        Kind::Hearth => (&opts.hearth, "--version"),
-        Kind::Prometheus => (&opts.prometheus, "--version"),
-        Kind::VictoriaMetrics => (&opts.vm, "-version"),
-    };
-    let line = Command::new(bin).arg(flag).output().ok().and_then(|o| {
-        let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
-        t.push_str(&String::from_utf8_lossy(&o.stderr));
-        t.lines().next().map(|l| l.trim().to_string())
-    });
-    if let Some(l) = line.filter(|l| !l.is_empty() && !l.contains("error")) {
-        return l;
-    }
-    // Debian's VictoriaMetrics build prints an empty version: ask the package instead.
-    let package = Command::new("dpkg-query")
-        .args(["-W", "-f", "${Version}"])
-        .arg(bin.file_name().unwrap_or_default())
-        .output()
-        .ok()
-        .filter(|o| o.status.success() && !o.stdout.is_empty())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    match package {
-        Some(v) => format!("{} {v} (Debian package)", bin.display()),
-        None => format!("{} (version unknown)", bin.display()),
+    match kind {
+        Kind::Hearth => process::version(&opts.hearth, "--version"),
+        Kind::Prometheus => process::version(&opts.prometheus, "--version"),
+        Kind::VictoriaMetrics => process::version(&opts.vm, "-version"),
     }
 }
 
 fn start(kind: Kind, opts: &Options, tmp: &Path) -> Result<Server, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("hearth-bench-query-")
-        .tempdir_in(tmp)
-        .map_err(|e| format!("creating a temp dir in {}: {e}", tmp.display()))?;
-    let port = process::free_port().map_err(|e| format!("finding a free port: {e}"))?;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let cmd = command(kind, opts, dir.path(), addr);
-    let mut server = Server::spawn(kind.name(), cmd, addr, dir).map_err(|e| e.to_string())?;
     let ready = match kind {
         Kind::Hearth | Kind::Prometheus => "/-/ready",
         Kind::VictoriaMetrics => "/health",
     };
-    server
-        .wait_ready(ready, Duration::from_secs(120))
-        .map_err(|e| e.to_string())?;
-    Ok(server)
-}
-
-fn describe(r: &Response) -> String {
-    let mut body = r.body_text();
-    body.truncate(300);
-    format!("HTTP {}: {}", r.status, body.trim_end())
+    Server::start_in(
+        kind.name(),
+        "hearth-bench-query-",
+        tmp,
+        ready,
+        |dir, addr| command(kind, opts, dir, addr),
+    )
 }
 
 /// What one server's ingest did.
@@ -408,7 +377,7 @@ fn consume(addr: SocketAddr, rx: Receiver<Arc<Vec<u8>>>) -> Ingested {
         match conn.request("POST", "/api/v1/write", REMOTE_WRITE_HEADERS, &body) {
             Ok(resp) if resp.is_success() => r.requests += 1,
             Ok(resp) => {
-                r.error = Some(format!("request {}: {}", r.requests + 1, describe(&resp)));
+                r.error = Some(format!("request {}: {}", r.requests + 1, resp.summary()));
                 break;
             }
             Err(e) => {
@@ -585,7 +554,7 @@ fn run_cell(
                     timing.bytes = r.body.len();
                     last[i] = Some(r);
                 }
-                Ok(r) => timing.error = Some(describe(&r)),
+                Ok(r) => timing.error = Some(r.summary()),
                 Err(e) => timing.error = Some(format!("GET: {e}")),
             }
         }
@@ -818,9 +787,9 @@ fn verify_counts(servers: &[(Kind, Server)], fleet: &Fleet, opts: &Options) {
                 .map_err(|e| e.to_string())
                 .and_then(|r| {
                     if r.is_success() {
-                        instant_value(&r.body).ok_or_else(|| describe(&r))
+                        instant_value(&r.body).ok_or_else(|| r.summary())
                     } else {
-                        Err(describe(&r))
+                        Err(r.summary())
                     }
                 });
             match got {

@@ -24,7 +24,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -342,28 +342,17 @@ fn command(kind: Kind, opts: &Options, dir: &Path, addr: SocketAddr) -> Command 
 }
 
 fn start(kind: Kind, opts: &Options, tmp: &Path) -> Result<Server, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("hearth-bench-storage-")
-        .tempdir_in(tmp)
-        .map_err(|e| format!("creating a temp dir in {}: {e}", tmp.display()))?;
-    let port = process::free_port().map_err(|e| format!("finding a free port: {e}"))?;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let cmd = command(kind, opts, dir.path(), addr);
-    let mut server = Server::spawn(kind.name(), cmd, addr, dir).map_err(|e| e.to_string())?;
     let ready = match kind {
         Kind::Hearth | Kind::Prometheus => "/-/ready",
         Kind::VictoriaMetrics => "/health",
     };
-    server
-        .wait_ready(ready, Duration::from_secs(120))
-        .map_err(|e| e.to_string())?;
-    Ok(server)
-}
-
-fn describe(r: &Response) -> String {
-    let mut body = r.body_text();
-    body.truncate(300);
-    format!("HTTP {}: {}", r.status, body.trim_end())
+    Server::start_in(
+        kind.name(),
+        "hearth-bench-storage-",
+        tmp,
+        ready,
+        |dir, addr| command(kind, opts, dir, addr),
+    )
 }
 
 fn get(addr: SocketAddr, path: &str) -> Result<Response, String> {
@@ -406,7 +395,7 @@ fn metrics_text(addr: SocketAddr) -> Result<String, String> {
     if r.is_success() {
         Ok(r.body_text())
     } else {
-        Err(format!("GET /metrics: {}", describe(&r)))
+        Err(format!("GET /metrics: {}", r.summary()))
     }
 }
 
@@ -436,7 +425,7 @@ fn ingest(addr: SocketAddr, data: &TimeOrdered) -> Result<f64, String> {
                             match conn.request("POST", "/api/v1/write", REMOTE_WRITE_HEADERS, body)
                             {
                                 Ok(r) if r.is_success() => continue,
-                                Ok(r) => describe(&r),
+                                Ok(r) => r.summary(),
                                 Err(e) => format!("I/O error: {e}"),
                             };
                         abort.store(true, Ordering::Relaxed);
@@ -569,7 +558,7 @@ fn run_one(
             for path in ["/internal/force_flush", "/internal/force_merge"] {
                 let r = get(addr, path)?;
                 if !r.is_success() {
-                    notes.push(format!("{path}: {}", describe(&r)));
+                    notes.push(format!("{path}: {}", r.summary()));
                 }
             }
             // The forced merge runs in the background; its parts count in vm_active_merges.
@@ -741,7 +730,7 @@ fn snapshot(addr: SocketAddr) -> Result<String, String> {
         .and_then(|mut c| c.request("POST", path, &[], &[]))
         .map_err(|e| format!("POST {path}: {e}"))?;
     if !r.is_success() {
-        return Err(format!("POST {path}: {}", describe(&r)));
+        return Err(format!("POST {path}: {}", r.summary()));
     }
     let v: serde_json::Value =
         serde_json::from_slice(&r.body).map_err(|e| format!("snapshot answer: {e}"))?;
@@ -773,9 +762,9 @@ fn verify(kind: Kind, addr: SocketAddr, data: &TimeOrdered, spec: &DatasetSpec) 
         }
         let got = get(addr, &path).and_then(|r| {
             if r.is_success() {
-                instant_value(&r.body).ok_or_else(|| describe(&r))
+                instant_value(&r.body).ok_or_else(|| r.summary())
             } else {
-                Err(describe(&r))
+                Err(r.summary())
             }
         });
         match got {
