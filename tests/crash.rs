@@ -60,7 +60,11 @@ fn kill9_loses_nothing_acknowledged() {
     // would legitimately delete the older rounds' blocks). No scrape jobs: only the writers
     // add samples.
     let cfg = tmp.path().join("hearth.yml");
-    std::fs::write(&cfg, "scrape_configs: []\nstorage:\n  retention:\n    time: 100y\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "scrape_configs: []\nstorage:\n  retention:\n    time: 100y\n",
+    )
+    .unwrap();
     let args = ["--config", cfg.to_str().unwrap()];
     for round in 0..rounds {
         let mut h = Hearth::start(&dir, &args);

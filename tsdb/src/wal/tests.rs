@@ -129,14 +129,11 @@ fn concurrent_appenders_group_commit() {
     eprintln!("group commit: {stats:?}");
     assert_eq!(stats.commits, THREADS * PER_THREAD);
     assert_eq!(stats.records_written, THREADS * PER_THREAD);
-    // Group commit: far fewer fsyncs than commits. One fsync covers at most one commit per
-    // thread; ~5 per fsync was measured here, one per commit means no group commit, and a
-    // convoy on the I/O mutex (covered followers waiting out the next leader's fsync) measured
-    // ~2. Demand 3 so both regressions fail while scheduling noise does not.
-    assert!(
-        stats.fsyncs * 3 < stats.commits,
-        "no group commit: {stats:?}"
-    );
+    // Every commit can be covered by an earlier leader's fsync, never the reverse. How many
+    // commits share an fsync under free-running threads depends on scheduling (5 per fsync
+    // measured idle, under 3 on a loaded CI machine), so the grouping itself is checked
+    // deterministically in `group_commit_covers_every_appended_record`.
+    assert!(stats.fsyncs <= stats.commits, "{stats:?}");
 
     let mut next = [0u64; THREADS as usize];
     let report = replay::<WalError>(dir.path(), false, |r| {
@@ -150,6 +147,48 @@ fn concurrent_appenders_group_commit() {
     .unwrap();
     assert!(report.corruptions.is_empty());
     assert_eq!(next, [PER_THREAD; THREADS as usize]);
+}
+
+#[test]
+fn group_commit_covers_every_appended_record() {
+    // THREADS appenders each append a record, wait until all have appended, then commit: the
+    // first committer's fsync makes every record durable, so a round costs exactly one fsync
+    // however the threads are scheduled. One fsync per commit would mean no group commit.
+    const THREADS: usize = 8;
+    const ROUNDS: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(opts(dir.path(), 64 << 10)).unwrap();
+    let appended = std::sync::Barrier::new(THREADS);
+    let committed = std::sync::Barrier::new(THREADS);
+    for round in 0..ROUNDS {
+        let before = wal.stats();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (wal, appended, committed) = (&wal, &appended, &committed);
+                s.spawn(move || {
+                    let lsn = wal
+                        .append_with(1 + t as u8, |buf| {
+                            buf.extend_from_slice(&round.to_le_bytes())
+                        })
+                        .unwrap();
+                    appended.wait();
+                    wal.commit(lsn).unwrap();
+                    committed.wait();
+                });
+            }
+        });
+        let after = wal.stats();
+        assert_eq!(after.commits - before.commits, THREADS as u64);
+        assert_eq!(
+            after.fsyncs - before.fsyncs,
+            1,
+            "round {round}: one fsync must cover all {THREADS} appended records: {after:?}"
+        );
+    }
+    wal.close().unwrap();
+    let (seen, report) = replay_all(dir.path(), false);
+    assert!(report.corruptions.is_empty());
+    assert_eq!(seen.len(), THREADS * ROUNDS as usize);
 }
 
 #[test]
