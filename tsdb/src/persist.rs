@@ -26,7 +26,6 @@ use std::time::Instant;
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{self, Block, BlockMeta, BlockWriter};
-use crate::chunk::block_enc;
 use crate::filenames;
 use crate::labels::Labels;
 use crate::tombstones::{self, BlockTombstones};
@@ -569,14 +568,7 @@ impl Db {
                 }
                 pos[k] += 1;
                 for c in &chunks {
-                    let bytes = inputs[k].chunk(c.chunk_ref)?;
-                    block_enc::decode_into(&bytes, &mut ts, &mut vs).map_err(|e| {
-                        TsdbError::Corruption {
-                            path: inputs[k].dir().to_path_buf(),
-                            offset: c.chunk_ref.0,
-                            detail: format!("chunk of {labels}: {e}"),
-                        }
-                    })?;
+                    inputs[k].decode_chunk(c.chunk_ref, &mut ts, &mut vs, &labels)?;
                     for (&t, &v) in ts.iter().zip(&vs) {
                         if samples.last().is_some_and(|l| l.0 >= t) {
                             sorted = false;

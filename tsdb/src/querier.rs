@@ -14,7 +14,7 @@ use std::sync::Arc;
 use roaring::RoaringTreemap;
 
 use crate::block::{Block, ChunkMeta as BlockChunk};
-use crate::chunk::{block_enc, ChunkError, XorIter};
+use crate::chunk::{ChunkError, XorIter};
 use crate::head::chunk_file::MappedChunk;
 use crate::index::Matcher;
 use crate::labels::Labels;
@@ -340,15 +340,7 @@ impl Series {
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
         for (b, chunks) in &self.blocks {
             for c in chunks {
-                let decoded = b.chunk(c.chunk_ref).and_then(|bytes| {
-                    block_enc::decode_into(&bytes, &mut ts, &mut vs).map_err(|e| {
-                        TsdbError::Corruption {
-                            path: b.dir().to_path_buf(),
-                            offset: c.chunk_ref.0,
-                            detail: format!("chunk of {}: {e}", self.labels),
-                        }
-                    })
-                });
+                let decoded = b.decode_chunk(c.chunk_ref, &mut ts, &mut vs, &self.labels);
                 if let Err(e) = decoded {
                     if let Some(q) = &self.quarantine {
                         q.report(&b.meta().id, &e.to_string());

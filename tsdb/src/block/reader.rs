@@ -8,6 +8,7 @@ use roaring::RoaringBitmap;
 use super::chunks::{ChunkBytes, SegmentReader};
 use super::index::{IndexReader, RawSeries, SymbolCache};
 use super::{corrupt, BlockMeta, BlockSeriesRef, ChunkMeta, ChunkRef};
+use crate::chunk::block_enc;
 use crate::filenames::{BLOCK_CHUNKS_DIR, BLOCK_INDEX_FILE, BLOCK_META_FILE, TMP_SUFFIX};
 use crate::index::{MatchOp, Matcher};
 use crate::{Labels, TsdbError};
@@ -205,10 +206,28 @@ impl Block {
         Ok((labels, raw.chunks))
     }
 
-    /// The bytes of one chunk (encoding byte + data), CRC checked; decode them with
-    /// [`block_enc::decode_into`](crate::chunk::block_enc::decode_into).
+    /// The bytes of one chunk (encoding byte + data), CRC checked. Decode them with
+    /// [`decode_chunk`](Self::decode_chunk), which resolves what a chunk may borrow from
+    /// other chunks of the block.
     pub fn chunk(&self, r: ChunkRef) -> Result<ChunkBytes, TsdbError> {
         self.chunks.chunk(r)
+    }
+
+    /// Reads and decodes chunk `r` into `ts` and `vals` (cleared first). `what` names the
+    /// series in the error (a `Corruption` at the chunk's reference).
+    pub fn decode_chunk(
+        &self,
+        r: ChunkRef,
+        ts: &mut Vec<i64>,
+        vals: &mut Vec<f64>,
+        what: &dyn std::fmt::Display,
+    ) -> Result<(), TsdbError> {
+        let bytes = self.chunks.chunk(r)?;
+        block_enc::decode_into(&bytes, ts, vals).map_err(|e| TsdbError::Corruption {
+            path: self.dir.clone(),
+            offset: r.0,
+            detail: format!("chunk of {what}: {e}"),
+        })
     }
 
     /// Label names carried by at least one series passing `matchers` (every series if
