@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use hearth_tsdb::block::{Block, BlockMeta, BlockStats, BlockWriter};
-use hearth_tsdb::chunk::block_enc::decode_into;
+use hearth_tsdb::chunk::block_enc::has_shared_timestamps;
 use hearth_tsdb::chunk::Encoding;
 use hearth_tsdb::{Labels, MatchOp, Matcher, STALE_NAN_BITS};
 
@@ -23,10 +23,37 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::new(pairs.iter().copied()).unwrap()
 }
 
-/// The fixture's content, in label order: every chunk encoding, the stale marker, a NaN
-/// payload, ±Inf, -0.0 and a subnormal.
+/// The fixture's content, in label order: every chunk encoding, a shared timestamp column,
+/// the stale marker, a NaN payload, ±Inf, -0.0 and a subnormal.
 fn expected() -> Vec<(Labels, Vec<(i64, f64)>)> {
     vec![
+        // Scraped together (same jittered timestamps): the second series' chunks borrow the
+        // first one's timestamp columns (mode 4).
+        (
+            labels(&[
+                ("__name__", "node_load1"),
+                ("instance", "a:9100"),
+                ("job", "node"),
+            ]),
+            (0..40)
+                .map(|i| (1_700_000_000_000 + i * 15_000 + i * 3 % 5, i as f64 * 0.01))
+                .collect(),
+        ),
+        (
+            labels(&[
+                ("__name__", "node_load5"),
+                ("instance", "a:9100"),
+                ("job", "node"),
+            ]),
+            (0..40)
+                .map(|i| {
+                    (
+                        1_700_000_000_000 + i * 15_000 + i * 3 % 5,
+                        2.0 + i as f64 * 0.02,
+                    )
+                })
+                .collect(),
+        ),
         (
             labels(&[("__name__", "temp"), ("room", "attic")]),
             vec![
@@ -107,14 +134,15 @@ fn block_v1_reads_back_exactly() {
         m.stats,
         BlockStats {
             num_samples: samples as u64,
-            num_series: 4,
-            num_chunks: 1 + 3 + 3 + 3,
+            num_series: 6,
+            num_chunks: 1 + 3 + 3 + 3 + 3 + 3,
             num_bytes: m.stats.num_bytes,
         }
     );
     assert!(m.stats.num_bytes > 0);
 
     let mut encodings = Vec::new();
+    let mut shared = 0;
     let got: Vec<_> = b.all_series().collect::<Result<_, _>>().unwrap();
     assert_eq!(got.len(), want.len());
     let (mut ts, mut vs) = (Vec::new(), Vec::new());
@@ -124,7 +152,9 @@ fn block_v1_reads_back_exactly() {
         for c in metas {
             let bytes = b.chunk(c.chunk_ref).unwrap();
             encodings.push(Encoding::from_u8(bytes[0]).unwrap());
-            decode_into(&bytes, &mut ts, &mut vs).unwrap();
+            shared += usize::from(has_shared_timestamps(&bytes));
+            b.decode_chunk(c.chunk_ref, &mut ts, &mut vs, labels)
+                .unwrap();
             assert_eq!((ts[0], ts[ts.len() - 1]), (c.min_t, c.max_t));
             samples.extend(ts.iter().zip(&vs).map(|(t, v)| (*t, v.to_bits())));
         }
@@ -134,6 +164,9 @@ fn block_v1_reads_back_exactly() {
             .collect();
         assert_eq!(samples, want_bits, "{labels}");
     }
+    // node_load5 borrows node_load1's columns; up{b} and x_total borrow up{a}'s (a reference
+    // is smaller than even a regular column's t0 + interval).
+    assert_eq!(shared, 9, "chunks with a shared timestamp column");
     for e in [Encoding::Xor, Encoding::Decimal, Encoding::Constant] {
         assert!(encodings.contains(&e), "fixture lacks a {e:?} chunk");
     }
@@ -148,7 +181,7 @@ fn block_v1_reads_back_exactly() {
     );
     assert_eq!(
         b.label_values("__name__", &[]).unwrap(),
-        ["temp", "up", "x_total"]
+        ["node_load1", "node_load5", "temp", "up", "x_total"]
     );
     let sel = |ms: &[Matcher]| -> Vec<String> {
         b.select(ms)
@@ -164,6 +197,8 @@ fn block_v1_reads_back_exactly() {
         [r#"up{instance="b:9100", job="node"}"#]
     );
     assert_eq!(sel(&[not_a]).len(), 3);
+    let a = Matcher::new(MatchOp::Equal, "instance", "a:9100").unwrap();
+    assert_eq!(sel(&[a]).len(), 3);
     let job = Matcher::new(MatchOp::Equal, "job", "").unwrap();
     assert_eq!(sel(&[job]), [r#"temp{room="attic"}"#]);
     assert_eq!(

@@ -223,11 +223,27 @@ impl Block {
         what: &dyn std::fmt::Display,
     ) -> Result<(), TsdbError> {
         let bytes = self.chunks.chunk(r)?;
-        block_enc::decode_into(&bytes, ts, vals).map_err(|e| TsdbError::Corruption {
-            path: self.dir.clone(),
-            offset: r.0,
-            detail: format!("chunk of {what}: {e}"),
-        })
+        // A read error of the chunk holding a shared timestamp column is the error to report.
+        let mut shared_err = None;
+        let res = block_enc::decode_into_resolving(&bytes, ts, vals, &mut |target| match self
+            .chunks
+            .chunk(ChunkRef(target))
+        {
+            Ok(b) => Some(b),
+            Err(e) => {
+                shared_err = Some(e);
+                None
+            }
+        });
+        match (res, shared_err) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(TsdbError::Corruption {
+                path: self.dir.clone(),
+                offset: r.0,
+                detail: format!("chunk of {what}: {e}"),
+            }),
+        }
     }
 
     /// Label names carried by at least one series passing `matchers` (every series if
@@ -293,13 +309,15 @@ impl Block {
     }
 
     /// Checks every CRC and the structure of the index and of every chunk segment file, and
-    /// that every chunk reference of every series points at a valid chunk. Reads the whole
-    /// block: for tests, `hearth check`, and after a read reported corruption.
+    /// that every chunk of every series decodes (its reference, and the reference of a
+    /// shared timestamp column, point at valid chunks). Reads the whole block: for tests,
+    /// `hearth check`, and after a read reported corruption.
     pub fn verify(&self) -> Result<(), TsdbError> {
         let mut chunks = 0u64;
+        let (mut ts, mut vals) = (Vec::new(), Vec::new());
         self.index.verify(|s: &RawSeries| {
             for c in &s.chunks {
-                self.chunks.chunk(c.chunk_ref)?;
+                self.decode_chunk(c.chunk_ref, &mut ts, &mut vals, &"a series")?;
                 chunks += 1;
             }
             Ok(())

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 
 use super::*;
-use crate::chunk::block_enc::decode_into;
 use crate::filenames::{
     block_chunk_segment_name, BLOCK_CHUNKS_DIR, BLOCK_INDEX_FILE, BLOCK_META_FILE,
 };
@@ -41,8 +40,8 @@ fn samples(b: &Block, r: BlockSeriesRef) -> Vec<(i64, u64)> {
     let mut out = Vec::new();
     let (mut ts, mut vs) = (Vec::new(), Vec::new());
     for m in metas {
-        let c = b.chunk(m.chunk_ref).unwrap();
-        decode_into(&c, &mut ts, &mut vs).unwrap();
+        b.decode_chunk(m.chunk_ref, &mut ts, &mut vs, &"test")
+            .unwrap();
         assert_eq!(ts.first(), Some(&m.min_t));
         assert_eq!(ts.last(), Some(&m.max_t));
         out.extend(ts.iter().zip(&vs).map(|(t, v)| (*t, v.to_bits())));
@@ -205,16 +204,36 @@ fn dataset() -> impl Strategy<Value = Data> {
         .prop_map(|m: BTreeMap<Labels, Vec<(i64, f64)>>| m.into_iter().collect())
 }
 
+/// Gives every series of `data` the timestamps of its first series (each keeps its values,
+/// truncated to the first series' length).
+fn share_timestamps(data: &mut Data) {
+    let Some(first) = data.first().map(|(_, s)| s.clone()) else {
+        return;
+    };
+    for (_, s) in data.iter_mut().skip(1) {
+        s.truncate(first.len());
+        for (i, smp) in s.iter_mut().enumerate() {
+            smp.0 = first[i].0;
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn round_trip(
-        data in dataset(),
+        mut data in dataset(),
+        share in any::<bool>(),
         per_chunk in prop_oneof![Just(1usize), 2usize..50, Just(120), Just(65_535)],
         seg_size in prop_oneof![Just(MAX_SEGMENT_SIZE), 64u64..4096],
         matcher_sets in proptest::collection::vec(proptest::collection::vec(matcher(), 0..4), 0..12),
     ) {
+        if share {
+            // Series scraped together: every series takes the first one's timestamps (the
+            // writer then shares timestamp columns between their chunks).
+            share_timestamps(&mut data);
+        }
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), &data, per_chunk, seg_size);
         let b = Block::open(&path).unwrap();
@@ -345,6 +364,17 @@ fn small_block(dir: &Path) -> (PathBuf, Data) {
             labels(&[("__name__", "c"), ("x", "y")]),
             vec![(5, 7.0), (6, 7.0)],
         ),
+        // Two series with the same jittered timestamps: their chunks share a column.
+        (
+            labels(&[("__name__", "up"), ("job", "c")]),
+            (0..30)
+                .map(|i| (i * 15_000 + i * 7 % 5, i as f64))
+                .collect(),
+        ),
+        (
+            labels(&[("__name__", "up"), ("job", "d")]),
+            (0..30).map(|i| (i * 15_000 + i * 7 % 5, 0.5)).collect(),
+        ),
     ];
     (write(dir, &data, 8, MAX_SEGMENT_SIZE), data)
 }
@@ -368,9 +398,7 @@ fn detects_corruption(path: &Path) -> bool {
             for r in refs {
                 if let Ok((_, metas)) = b.series(r) {
                     for c in metas {
-                        if let Ok(bytes) = b.chunk(c.chunk_ref) {
-                            let _ = decode_into(&bytes, &mut Vec::new(), &mut Vec::new());
-                        }
+                        let _ = b.decode_chunk(c.chunk_ref, &mut Vec::new(), &mut Vec::new(), &"");
                     }
                 }
             }
@@ -613,4 +641,99 @@ fn block_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Block>();
     check::<ChunkBytes>();
+}
+
+/// Total bytes of a block's chunk segment files.
+fn chunk_bytes(block_dir: &Path) -> u64 {
+    std::fs::read_dir(block_dir.join(BLOCK_CHUNKS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn series_scraped_together_share_timestamp_columns() {
+    // 50 series of one target (one scrape timestamp each, 0-4 ms jitter) vs the same values
+    // with each series jittered on its own. Jitter and increments are pseudo-random.
+    let hash = |x: u64| {
+        let mut h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 29;
+        h.wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 40
+    };
+    let ts: Vec<i64> = (0..960)
+        .map(|i: u64| 1_700_000_000_000 + i as i64 * 15_000 + (hash(i) % 5) as i64)
+        .collect();
+    let data = |own_jitter: bool| -> Data {
+        (0..50u64)
+            .map(|k| {
+                let l = labels(&[("__name__", "m"), ("k", &format!("{k:02}"))]);
+                let mut v = 0i64;
+                let s = ts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| {
+                        let i = i as u64;
+                        let t = if own_jitter {
+                            t - t % 5 + (hash(i * 1000 + k) % 5) as i64
+                        } else {
+                            t
+                        };
+                        v += (hash(i * 77 + k * 13) % 100) as i64;
+                        (t, v as f64 / 100.0)
+                    })
+                    .collect();
+                (l, s)
+            })
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, apart) = (data(false), data(true));
+    let p_shared = write(&dir.path().join("a"), &shared, 480, MAX_SEGMENT_SIZE);
+    let p_apart = write(&dir.path().join("b"), &apart, 480, MAX_SEGMENT_SIZE);
+    let b = Block::open(&p_shared).unwrap();
+    check_block(&b, &shared, &[vec![]]);
+    check_block(&Block::open(&p_apart).unwrap(), &apart, &[vec![]]);
+    // Count chunks that borrowed their column: all but the first series' two chunks.
+    let mut borrowed = 0;
+    for r in b.select(&[]).unwrap() {
+        for m in b.series(r).unwrap().1 {
+            borrowed += usize::from(crate::chunk::block_enc::has_shared_timestamps(
+                &b.chunk(m.chunk_ref).unwrap(),
+            ));
+        }
+    }
+    assert_eq!(borrowed, 49 * 2);
+    let (a, c) = (chunk_bytes(&p_shared), chunk_bytes(&p_apart));
+    // ~3 bits per sample of timestamps saved on 49 of 50 series.
+    assert!(a * 10 < c * 8, "shared {a} bytes vs apart {c}");
+}
+
+#[test]
+fn corrupt_shared_column_fails_the_chunks_borrowing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = small_block(dir.path());
+    let b = Block::open(&path).unwrap();
+    // The first chunk of `up{job="c"}` holds the column `up{job="d"}` borrows.
+    let chunk_of = |job: &str| {
+        let m = Matcher::new(MatchOp::Equal, "job", job).unwrap();
+        let r = b.select(&[m]).unwrap()[0];
+        b.series(r).unwrap().1[0].chunk_ref
+    };
+    let (owner, borrower) = (chunk_of("c"), chunk_of("d"));
+    assert!(crate::chunk::block_enc::has_shared_timestamps(
+        &b.chunk(borrower).unwrap()
+    ));
+    drop(b);
+    let seg = path
+        .join(BLOCK_CHUNKS_DIR)
+        .join(block_chunk_segment_name(owner.segment()));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[owner.offset() as usize + 4] ^= 0x10;
+    std::fs::write(&seg, bytes).unwrap();
+    let b = Block::open(&path).unwrap();
+    let err = b
+        .decode_chunk(borrower, &mut Vec::new(), &mut Vec::new(), &"up{job=\"d\"}")
+        .unwrap_err();
+    assert!(matches!(err, TsdbError::Corruption { .. }), "{err}");
+    assert!(is_corruption(b.verify()));
 }

@@ -9,19 +9,31 @@ use std::sync::Arc;
 use super::chunks::{SegmentWriter, MAX_SEGMENT_SIZE};
 use super::index::{spill_series, write_index, IndexInput};
 use super::{sync_dir, BlockMeta, ChunkMeta};
-use crate::chunk::block_enc::{BlockEncoder, MAX_SAMPLES};
+use crate::chunk::block_enc::{self, BlockEncoder, MAX_SAMPLES};
 use crate::chunk::{num_samples, Encoding};
 use crate::filenames::{
     BLOCK_CHUNKS_DIR, BLOCK_INDEX_FILE, BLOCK_META_FILE, BLOCK_SERIES_SPILL_FILE, TMP_SUFFIX,
 };
 use crate::{Labels, TsdbError};
 
+/// Most bytes of timestamp columns a writer remembers for sharing (about 7,000 day-long
+/// 15 s columns with jitter). Columns past it are written in full: series are added in label
+/// order, so the first targets of every metric keep sharing.
+const SHARED_COLUMNS_BUDGET: usize = 16 << 20;
+
 /// Writes a block into `<blocks_dir>/<id>.tmp/` and renames it to `<blocks_dir>/<id>/` in
 /// [`finish`](Self::finish). Dropping a writer without finishing removes the temporary
 /// directory (best effort; a crash leaves it for [`remove_tmp_blocks`](super::remove_tmp_blocks)).
 ///
-/// Memory: the distinct label strings, and one `u32` per series per label for the postings.
+/// Memory: the distinct label strings, one `u32` per series per label for the postings, and
+/// at most `SHARED_COLUMNS_BUDGET` (16 MiB) of timestamp columns remembered for sharing.
 /// Chunks are written to the segment files as they come, series entries to a spill file.
+///
+/// Timestamp sharing: series scraped together carry identical timestamps (a scrape stamps
+/// every sample of a target with one time). When a columnar chunk's timestamp column equals
+/// the column of a chunk already written to this block, the chunk is written with a reference
+/// to that chunk instead (`docs/format/chunks.md`, mode 4), which is a few bytes instead of
+/// ~3 bits per sample.
 pub struct BlockWriter {
     blocks_dir: PathBuf,
     id: String,
@@ -40,8 +52,15 @@ pub struct BlockWriter {
     num_chunks: u64,
     num_samples: u64,
     encoder: BlockEncoder,
+    /// Timestamp columns written so far (sample count varint + column bytes, see
+    /// [`block_enc::timestamp_column`]) → the chunk holding them.
+    shared_columns: HashMap<Box<[u8]>, u64>,
+    /// Bytes of keys in `shared_columns`; no new column is remembered past the budget.
+    shared_columns_bytes: usize,
     /// Scratch buffers.
     buf: Vec<u8>,
+    share_buf: Vec<u8>,
+    ts_scratch: Vec<i64>,
     label_ids: Vec<(u32, u32)>,
     metas: Vec<ChunkMeta>,
 }
@@ -92,7 +111,11 @@ impl BlockWriter {
             num_chunks: 0,
             num_samples: 0,
             encoder: BlockEncoder::new(),
+            shared_columns: HashMap::new(),
+            shared_columns_bytes: 0,
             buf: Vec::new(),
+            share_buf: Vec::new(),
+            ts_scratch: Vec::new(),
             label_ids: Vec::new(),
             metas: Vec::new(),
         })
@@ -138,12 +161,39 @@ impl BlockWriter {
                 Some(n) => samples += n,
                 None => return misuse(format!("chunk of {labels} has an unknown encoding")),
             }
+            if block_enc::has_shared_timestamps(data) {
+                // Its reference points into another block.
+                return misuse(format!(
+                    "chunk of {labels} shares timestamps of another block"
+                ));
+            }
         }
 
         let segs = self.chunks.as_mut().expect("BUG: writer used after finish");
         self.metas.clear();
         for &(min_t, max_t, data) in chunks {
-            let chunk_ref = segs.write(data)?;
+            let chunk_ref = match block_enc::timestamp_column(data, &mut self.ts_scratch) {
+                None => segs.write(data)?,
+                Some(col) => {
+                    let key = &data[1..col.end];
+                    if let Some(&target) = self.shared_columns.get(key) {
+                        self.share_buf.clear();
+                        block_enc::share_timestamps(data, col, target, &mut self.share_buf);
+                        if self.share_buf.len() < data.len() {
+                            segs.write(&self.share_buf)?
+                        } else {
+                            segs.write(data)?
+                        }
+                    } else {
+                        let r = segs.write(data)?;
+                        if self.shared_columns_bytes + key.len() <= SHARED_COLUMNS_BUDGET {
+                            self.shared_columns_bytes += key.len();
+                            self.shared_columns.insert(key.into(), r.0);
+                        }
+                        r
+                    }
+                }
+            };
             self.metas.push(ChunkMeta {
                 min_t,
                 max_t,

@@ -164,11 +164,26 @@ pub fn encode_as(enc: Encoding, samples: &[(i64, f64)], dst: &mut Vec<u8>) -> Op
 /// first; both empty again on error). Errors on corrupt or truncated input, never panics.
 ///
 /// Error offsets count from the encoding byte. For the columnar encodings (decimal, constant),
-/// `Truncated::sample` is 0: no sample is complete before the last column is read.
+/// `Truncated::sample` is 0: no sample is complete before the last column is read. A chunk
+/// whose timestamps are shared with another chunk of its block ([`share_timestamps`]) is an
+/// error here; decode it with [`decode_into_resolving`].
 pub fn decode_into(data: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<(), ChunkError> {
+    decode_into_resolving::<&[u8]>(data, ts, vals, &mut |_| None)
+}
+
+/// [`decode_into`] for chunks stored in a block: a shared timestamp column (mode 4, see
+/// [`share_timestamps`]) is read from the chunk `resolve(ref)` returns (`None`: no such
+/// chunk, reported as corruption). The referenced chunk must be columnar, hold as many
+/// samples and have a column of its own.
+pub fn decode_into_resolving<R: AsRef<[u8]>>(
+    data: &[u8],
+    ts: &mut Vec<i64>,
+    vals: &mut Vec<f64>,
+    resolve: &mut dyn FnMut(u64) -> Option<R>,
+) -> Result<(), ChunkError> {
     ts.clear();
     vals.clear();
-    let res = decode_inner(data, ts, vals);
+    let res = decode_inner(data, ts, vals, resolve);
     if res.is_err() {
         ts.clear();
         vals.clear();
@@ -176,7 +191,61 @@ pub fn decode_into(data: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Resul
     res
 }
 
-fn decode_inner(data: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<(), ChunkError> {
+/// Where the timestamp column of a columnar chunk (decimal or constant, at least one sample)
+/// is, when the chunk has a column of its own: `data[1..end]` is the sample count followed by
+/// the column, `start..end` the column. `None` for XOR chunks, empty chunks, chunks whose
+/// column is shared and bytes that do not parse. `scratch` is reused memory.
+///
+/// Two chunks whose `data[1..end]` are equal have the same timestamps (the encoder is
+/// deterministic), which is how the block writer finds columns to share.
+pub fn timestamp_column(data: &[u8], scratch: &mut Vec<i64>) -> Option<std::ops::Range<usize>> {
+    let enc = Encoding::from_u8(*data.first()?)?;
+    if enc == Encoding::Xor {
+        return None;
+    }
+    let mut c = Cursor::new(data, 1);
+    let n = c.uvarint().ok()?;
+    if n == 0 || n > MAX_SAMPLES as u64 {
+        return None;
+    }
+    let start = c.pos;
+    if *data.get(start)? == timestamps::SHARED {
+        return None;
+    }
+    scratch.clear();
+    scratch.resize(n as usize, 0);
+    timestamps::decode(&mut c, scratch).ok()?;
+    Some(start..c.pos)
+}
+
+/// Whether `data` is a columnar chunk whose timestamp column refers to another chunk.
+pub fn has_shared_timestamps(data: &[u8]) -> bool {
+    let Some(enc) = data.first().and_then(|&b| Encoding::from_u8(b)) else {
+        return false;
+    };
+    if enc == Encoding::Xor {
+        return false;
+    }
+    let mut c = Cursor::new(data, 1);
+    matches!(c.uvarint(), Ok(n) if n > 0) && data.get(c.pos) == Some(&timestamps::SHARED)
+}
+
+/// Appends to `dst` the chunk `data` with its timestamp column `col` (from
+/// [`timestamp_column`]) replaced by a reference to the chunk `target` of the same block,
+/// whose own column is byte for byte the same: mode 4, then `target` as a uvarint.
+pub fn share_timestamps(data: &[u8], col: std::ops::Range<usize>, target: u64, dst: &mut Vec<u8>) {
+    dst.extend_from_slice(&data[..col.start]);
+    dst.push(timestamps::SHARED);
+    put_uvarint(dst, target);
+    dst.extend_from_slice(&data[col.end..]);
+}
+
+fn decode_inner<R: AsRef<[u8]>>(
+    data: &[u8],
+    ts: &mut Vec<i64>,
+    vals: &mut Vec<f64>,
+    resolve: &mut dyn FnMut(u64) -> Option<R>,
+) -> Result<(), ChunkError> {
     let Some(&b) = data.first() else {
         return Err(ChunkError::MissingHeader { len: 0 });
     };
@@ -200,7 +269,16 @@ fn decode_inner(data: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<(
         }
         ts.resize(declared, 0);
         vals.resize(declared, 0.0);
-        timestamps::decode(&mut c, ts)?;
+        if data.get(c.pos) == Some(&timestamps::SHARED) {
+            c.u8()?;
+            let target = c.uvarint()?;
+            let other = resolve(target).ok_or(Bad::Corrupt(
+                "shared timestamp column refers to no chunk of the block",
+            ))?;
+            shared_column(other.as_ref(), ts)?;
+        } else {
+            timestamps::decode(&mut c, ts)?;
+        }
         match enc {
             Encoding::Constant => {
                 let v = constant::decode_value(&mut c)?;
@@ -224,6 +302,29 @@ fn decode_inner(data: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<(
             detail,
         },
     })
+}
+
+/// Fills `ts` (its length is the sharing chunk's count) from the column of `other`.
+fn shared_column(other: &[u8], ts: &mut [i64]) -> Result<(), Bad> {
+    let not_columnar = Bad::Corrupt("shared timestamp column refers to a chunk without one");
+    match other.first().and_then(|&b| Encoding::from_u8(b)) {
+        Some(Encoding::Decimal | Encoding::Constant) => {}
+        _ => return Err(not_columnar),
+    }
+    let mut c = Cursor::new(other, 1);
+    let n = c.uvarint().map_err(|_| not_columnar)?;
+    if n != ts.len() as u64 {
+        return Err(Bad::Corrupt(
+            "shared timestamp column has a different sample count",
+        ));
+    }
+    if other.get(c.pos) == Some(&timestamps::SHARED) {
+        return Err(Bad::Corrupt(
+            "shared timestamp column refers to a shared column",
+        ));
+    }
+    timestamps::decode(&mut c, ts)
+        .map_err(|_| Bad::Corrupt("shared timestamp column refers to a corrupt column"))
 }
 
 fn decode_xor(data: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<(), ChunkError> {

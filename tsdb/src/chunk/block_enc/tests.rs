@@ -415,3 +415,131 @@ proptest! {
         check_decode(&bytes);
     }
 }
+
+/// A resolver over a list of chunks, referenced by position.
+fn resolving(data: &[u8], chunks: &[Vec<u8>]) -> Result<Vec<(i64, u64)>, ChunkError> {
+    let (mut ts, mut vals) = (vec![9], vec![9.0]);
+    let res = decode_into_resolving(data, &mut ts, &mut vals, &mut |r| {
+        chunks.get(usize::try_from(r).ok()?).map(Vec::as_slice)
+    });
+    if res.is_err() {
+        assert!(ts.is_empty() && vals.is_empty());
+    }
+    res.map(|()| {
+        ts.iter()
+            .zip(&vals)
+            .map(|(&t, v)| (t, v.to_bits()))
+            .collect()
+    })
+}
+
+fn corrupt_detail(r: Result<Vec<(i64, u64)>, ChunkError>) -> &'static str {
+    match r {
+        Err(ChunkError::Corrupt { detail, .. }) => detail,
+        other => panic!("want a corrupt-chunk error, got {other:?}"),
+    }
+}
+
+#[test]
+fn shared_timestamp_columns() {
+    // Two series scraped together: same jittered timestamps, different values.
+    let ts: Vec<i64> = (0..200)
+        .map(|i| 1_700_000_000_000 + i * 15_000 + i * 7 % 5)
+        .collect();
+    let a: Vec<(i64, f64)> = ts.iter().map(|&t| (t, (t % 1000) as f64 / 100.0)).collect();
+    let b: Vec<(i64, f64)> = ts.iter().enumerate().map(|(i, &t)| (t, i as f64)).collect();
+    let (mut ca, mut cb) = (Vec::new(), Vec::new());
+    assert_eq!(encode_best(&a, &mut ca), Encoding::Decimal);
+    encode_best(&b, &mut cb);
+    let mut scratch = Vec::new();
+    let col_a = timestamp_column(&ca, &mut scratch).unwrap();
+    let col_b = timestamp_column(&cb, &mut scratch).unwrap();
+    // Identical timestamps give identical count + column bytes: the writer's lookup key.
+    assert_eq!(ca[1..col_a.end], cb[1..col_b.end]);
+    assert!(!has_shared_timestamps(&cb));
+
+    let mut shared = Vec::new();
+    share_timestamps(&cb, col_b.clone(), 0, &mut shared);
+    assert!(has_shared_timestamps(&shared));
+    assert!(
+        shared.len() + (col_b.end - col_b.start) - 2 == cb.len(),
+        "column replaced by 2 bytes"
+    );
+    assert_eq!(timestamp_column(&shared, &mut scratch), None);
+    let chunks = vec![ca.clone(), shared.clone()];
+    assert_eq!(resolving(&shared, &chunks), Ok(as_bits(&b)));
+    assert_eq!(resolving(&ca, &chunks), Ok(as_bits(&a)));
+
+    // Without its block a shared chunk cannot be decoded.
+    assert_eq!(
+        corrupt_detail(decode(&shared)),
+        "shared timestamp column refers to no chunk of the block"
+    );
+    // A reference to a missing chunk, to a shared column (no chains: no cycles), to an XOR
+    // chunk, to a chunk with another count, to garbage.
+    let to = |target: u64| {
+        let mut s = Vec::new();
+        share_timestamps(&cb, col_b.clone(), target, &mut s);
+        s
+    };
+    assert_eq!(
+        corrupt_detail(resolving(&to(7), &chunks)),
+        "shared timestamp column refers to no chunk of the block"
+    );
+    assert_eq!(
+        corrupt_detail(resolving(&to(1), &chunks)),
+        "shared timestamp column refers to a shared column"
+    );
+    let mut xor = Vec::new();
+    assert!(encode_as(Encoding::Xor, &a, &mut xor).is_some());
+    let mut fewer = Vec::new();
+    encode_best(&a[..199], &mut fewer);
+    let mut broken = ca.clone();
+    broken.truncate(col_a.start + 3);
+    let others = vec![xor, fewer, broken, Vec::new()];
+    assert_eq!(
+        corrupt_detail(resolving(&to(0), &others)),
+        "shared timestamp column refers to a chunk without one"
+    );
+    assert_eq!(
+        corrupt_detail(resolving(&to(1), &others)),
+        "shared timestamp column has a different sample count"
+    );
+    assert_eq!(
+        corrupt_detail(resolving(&to(2), &others)),
+        "shared timestamp column refers to a corrupt column"
+    );
+    assert_eq!(
+        corrupt_detail(resolving(&to(3), &others)),
+        "shared timestamp column refers to a chunk without one"
+    );
+    // A truncated shared chunk is rejected like any other.
+    for cut in 0..shared.len() {
+        assert!(resolving(&shared[..cut], &chunks).is_err(), "cut at {cut}");
+    }
+    // XOR and constant-free edge cases have no column to share.
+    let mut x = Vec::new();
+    assert!(encode_as(Encoding::Xor, &b, &mut x).is_some());
+    assert_eq!(timestamp_column(&x, &mut scratch), None);
+    assert_eq!(timestamp_column(&[], &mut scratch), None);
+}
+
+proptest! {
+    #[test]
+    fn prop_shared_columns_round_trip(
+        (ts, v1, v2) in timestamps().prop_flat_map(|ts| { let n = ts.len(); (Just(ts), values(n), values(n)) })
+    ) {
+        let a: Vec<(i64, f64)> = ts.iter().copied().zip(v1).collect();
+        let b: Vec<(i64, f64)> = ts.iter().copied().zip(v2).collect();
+        let (mut ca, mut cb) = (Vec::new(), Vec::new());
+        encode_best(&a, &mut ca);
+        encode_best(&b, &mut cb);
+        let mut scratch = Vec::new();
+        if let (Some(col_a), Some(col_b)) = (timestamp_column(&ca, &mut scratch), timestamp_column(&cb, &mut scratch)) {
+            prop_assert_eq!(&ca[1..col_a.end], &cb[1..col_b.end]);
+            let mut shared = Vec::new();
+            share_timestamps(&cb, col_b, 0, &mut shared);
+            prop_assert_eq!(resolving(&shared, &[ca]), Ok(as_bits(&b)));
+        }
+    }
+}

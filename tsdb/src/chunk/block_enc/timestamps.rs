@@ -22,6 +22,10 @@ const REGULAR: u8 = 0;
 const DOD: u8 = 1;
 const GRID: u8 = 2;
 const DELTA: u8 = 3;
+/// The column is another chunk's: `ref <uvarint>` names a chunk of the same block whose own
+/// column (modes 0–3) holds exactly these timestamps. Only a block reader can resolve it
+/// (`super::decode_into_resolving`); the encoder never writes it, the block writer does.
+pub(super) const SHARED: u8 = 4;
 
 /// Appends the column for `ts` (non-empty, strictly increasing). `scratch` and `tmp` are reused
 /// memory.
