@@ -19,7 +19,12 @@
 //! the WAL and head chunks) and, as a third row, a snapshot with the head written as a
 //! block (`/api/v1/admin/tsdb/snapshot`: everything as blocks, its best case); hearth after
 //! its block persistence went quiet (`hearth_tsdb_blocks` steady, bounded by
-//! `--hearth-wait`), or right away if this hearth writes no blocks.
+//! `--hearth-wait`), or right away if this hearth writes no blocks, and then, like
+//! Prometheus, as a snapshot with its head written as blocks (the same API).
+//!
+//! Ratios are printed twice: everything compacted (both snapshots; VictoriaMetrics's merged
+//! data dir, which has no WAL) and the data dir as a user sees it (blocks plus the live
+//! head's WAL and head chunks, which a 24 h dataset weighs far more than 30 days would).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -315,7 +320,8 @@ fn command(kind: Kind, opts: &Options, dir: &Path, addr: SocketAddr) -> Command 
                 .arg("--storage.path")
                 .arg(&data)
                 .arg("--web.listen-address")
-                .arg(addr.to_string());
+                .arg(addr.to_string())
+                .arg("--web.enable-admin-api");
             c
         }
         Kind::Prometheus => {
@@ -456,6 +462,8 @@ pub struct Point {
     /// `after ingest`, `flushed+merged`, `data dir, compacted`, ...
     pub state: String,
     pub disk: DiskUsage,
+    /// A snapshot directory with the head written as blocks, not the server's data dir.
+    pub snapshot: bool,
 }
 
 /// Everything measured for one server.
@@ -479,20 +487,24 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    /// The measurement the ratios use: the last one of the server's own data directory
-    /// (for Prometheus the compacted data dir, not the snapshot).
+    /// The last measurement of the server's own data directory as a user sees it (for
+    /// Prometheus and hearth: blocks plus the live head's WAL and head chunks).
     pub fn settled(&self) -> &Point {
-        let own = if self.kind == Kind::Prometheus && self.points.len() > 2 {
-            self.points.len() - 2
-        } else {
-            self.points.len() - 1
-        };
-        &self.points[own]
+        self.points
+            .iter()
+            .rev()
+            .find(|p| !p.snapshot)
+            .expect("BUG: a measurement starts with a data-dir point")
     }
 
-    /// Prometheus's snapshot with the head as a block, if taken.
+    /// Everything compacted, nothing left in a WAL: Prometheus's and hearth's snapshot with
+    /// the head written as blocks, VictoriaMetrics's data dir after the forced flush and
+    /// merge (it keeps no WAL). `None` if the snapshot failed.
     pub fn all_blocks(&self) -> Option<&Point> {
-        (self.kind == Kind::Prometheus && self.points.len() > 2).then(|| &self.points[2])
+        match self.kind {
+            Kind::VictoriaMetrics => Some(self.settled()),
+            _ => self.points.iter().find(|p| p.snapshot),
+        }
     }
 
     pub fn bytes_per_sample(&self, p: &Point) -> f64 {
@@ -525,6 +537,7 @@ fn run_one(
             state: state.to_string(),
             disk: disk_usage(&data_dir)
                 .map_err(|e| format!("measuring {}: {e}", data_dir.display()))?,
+            snapshot: false,
         })
     };
     let before = measure("empty")?;
@@ -587,18 +600,7 @@ fn run_one(
                 ));
             }
             points.push(measure("data dir, compacted")?);
-            match snapshot(addr) {
-                Ok(name) => {
-                    let dir = data_dir.join("snapshots").join(&name);
-                    let disk = disk_usage(&dir)
-                        .map_err(|e| format!("measuring {}: {e}", dir.display()))?;
-                    points.push(Point {
-                        state: "snapshot, all blocks".into(),
-                        disk,
-                    });
-                }
-                Err(e) => notes.push(format!("no snapshot: {e}")),
-            }
+            take_snapshot(addr, &data_dir, &mut points, &mut notes)?;
         }
         Kind::Hearth => {
             let text = metrics_text(addr)?;
@@ -652,6 +654,7 @@ fn run_one(
                     bytes / samples
                 ));
                 points.push(measure("blocks persisted")?);
+                take_snapshot(addr, &data_dir, &mut points, &mut notes)?;
             }
         }
     }
@@ -672,6 +675,30 @@ fn run_one(
         verified_ok,
         notes,
     })
+}
+
+/// Takes a snapshot with the head (`/api/v1/admin/tsdb/snapshot`, the same API on
+/// Prometheus and hearth) and measures it as the "snapshot, all blocks" point; a refused
+/// snapshot becomes a note.
+fn take_snapshot(
+    addr: SocketAddr,
+    data_dir: &Path,
+    points: &mut Vec<Point>,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    match snapshot(addr) {
+        Ok(name) => {
+            let dir = data_dir.join("snapshots").join(&name);
+            let disk = disk_usage(&dir).map_err(|e| format!("measuring {}: {e}", dir.display()))?;
+            points.push(Point {
+                state: "snapshot, all blocks".into(),
+                disk,
+                snapshot: true,
+            });
+        }
+        Err(e) => notes.push(format!("no snapshot: {e}")),
+    }
+    Ok(())
 }
 
 /// hearth's block metrics that move while it persists: the wait ends once they stand still.
@@ -923,6 +950,9 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 /// The table, where the bytes are, the ratios and the goal verdicts.
+/// What is compared, hearth's point, and each peer's point.
+type Comparison<'a> = (&'static str, &'a Point, Vec<(&'a Measurement, &'a Point)>);
+
 pub fn report(results: &[Measurement]) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -1011,62 +1041,62 @@ pub fn report(results: &[Measurement]) -> String {
         let _ = writeln!(s, "hearth did not run: no ratios");
         return s;
     };
-    let hb = h.bytes_per_sample(h.settled());
-    let mut peers: Vec<(String, f64, &Measurement)> = Vec::new();
-    if let Some(vm) = find(Kind::VictoriaMetrics) {
-        peers.push((
-            format!("VictoriaMetrics ({})", vm.settled().state),
-            vm.bytes_per_sample(vm.settled()),
-            vm,
-        ));
+    // Two comparisons: everything compacted (snapshots with the head as blocks; VM's merged
+    // data dir), and the data dir as a user sees it (blocks + the live head's WAL and chunks).
+    let vm = find(Kind::VictoriaMetrics);
+    let prom = find(Kind::Prometheus);
+    let mut rows: Vec<Comparison<'_>> = Vec::new();
+    if let Some(hp) = h.all_blocks() {
+        let peers = [vm, prom]
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m, m.all_blocks()?)))
+            .collect();
+        rows.push(("everything compacted", hp, peers));
     }
-    if let Some(p) = find(Kind::Prometheus) {
-        peers.push((
-            format!("Prometheus ({})", p.settled().state),
-            p.bytes_per_sample(p.settled()),
-            p,
-        ));
-        if let Some(all) = p.all_blocks() {
-            peers.push((
-                format!("Prometheus ({})", all.state),
-                p.bytes_per_sample(all),
-                p,
-            ));
+    let peers = [vm, prom]
+        .into_iter()
+        .flatten()
+        .map(|m| (m, m.settled()))
+        .collect();
+    rows.push(("data dir incl. live head", h.settled(), peers));
+    let _ = writeln!(s, "ratios hearth / peer, lower is better for hearth:");
+    let _ = writeln!(
+        s,
+        "  {:<26} {:<48} {:>9} {:>14} {:>12}",
+        "compared", "hearth vs peer", "B/sample", "peak RSS ingest", "ingest time"
+    );
+    for (what, hp, peers) in &rows {
+        for (m, p) in peers {
+            let _ = writeln!(
+                s,
+                "  {:<26} {:<48} {:>8.2}x {:>14.2}x {:>11.2}x",
+                what,
+                format!("{} vs {} {}", hp.state, m.kind.name(), p.state),
+                h.bytes_per_sample(hp) / m.bytes_per_sample(p),
+                h.peak_rss_ingest as f64 / m.peak_rss_ingest as f64,
+                h.ingest_s / m.ingest_s,
+            );
         }
     }
-    let _ = writeln!(
-        s,
-        "ratios hearth ({}) / peer, lower is better for hearth:",
-        h.settled().state
-    );
-    let _ = writeln!(
-        s,
-        "  {:<40} {:>9} {:>14} {:>12}",
-        "peer", "B/sample", "peak RSS ingest", "ingest time"
-    );
-    for (name, b, m) in &peers {
-        let _ = writeln!(
-            s,
-            "  {:<40} {:>8.2}x {:>14.2}x {:>11.2}x",
-            name,
-            hb / b,
-            h.peak_rss_ingest as f64 / m.peak_rss_ingest as f64,
-            h.ingest_s / m.ingest_s,
-        );
-    }
     let _ = writeln!(s, "goals (bytes on disk per sample, allocated):");
-    for (name, b, m) in &peers {
-        let goal = if m.kind == Kind::VictoriaMetrics {
-            GOAL_VM_RATIO
-        } else {
-            GOAL_PROMETHEUS_RATIO
-        };
-        let r = hb / b;
-        let _ = writeln!(
-            s,
-            "  hearth {hb:.3} B/sample vs {name} {b:.3}: {r:.2}x (goal <= {goal}x: {})",
-            verdict(r <= goal)
-        );
+    for (what, hp, peers) in &rows {
+        for (m, p) in peers {
+            let goal = if m.kind == Kind::VictoriaMetrics {
+                GOAL_VM_RATIO
+            } else {
+                GOAL_PROMETHEUS_RATIO
+            };
+            let (hb, b) = (h.bytes_per_sample(hp), m.bytes_per_sample(p));
+            let r = hb / b;
+            let _ = writeln!(
+                s,
+                "  {what}: hearth {hb:.3} B/sample vs {} ({}) {b:.3}: {r:.2}x (goal <= {goal}x: {})",
+                m.kind.name(),
+                p.state,
+                verdict(r <= goal)
+            );
+        }
     }
     s
 }
