@@ -45,7 +45,8 @@ struct Args {
     /// Longest a query may run [default: 2m, or `query.timeout`].
     #[arg(long = "query.timeout", value_name = "DURATION", value_parser = parse_duration)]
     query_timeout: Option<std::time::Duration>,
-    /// Enable the admin endpoints (/api/v1/admin/tsdb/delete_series), as Prometheus's flag.
+    /// Enable the admin endpoints (/api/v1/admin/tsdb/{delete_series,snapshot}), as
+    /// Prometheus's flag.
     #[arg(long = "web.enable-admin-api")]
     enable_admin_api: bool,
     /// Mount the storage test endpoints (/api/v1/tsdb/test/*). For tests only.

@@ -72,6 +72,10 @@ impl Db {
         let path = cfg.path.clone();
         fs::create_dir_all(&path).map_err(|e| TsdbError::io(&path, e))?;
         let lock = lock_dir(&path)?;
+        // Interrupted snapshots are garbage; failing to remove them must not stop the server.
+        if let Err(e) = crate::snapshot::remove_tmp_snapshots(&path) {
+            tracing::error!(error = %e, "removing interrupted snapshots");
+        }
         let head = Head::new(HeadChunkFiles::open(
             &path.join(filenames::CHUNKS_HEAD_DIR),
             HEAD_CHUNK_FILE_SIZE,

@@ -36,3 +36,6 @@ pub fn block_chunk_segment_name(index: u32) -> String {
 pub const BLOCKS_DIR: &str = "blocks";
 /// Where corrupt blocks are moved, under the storage path.
 pub const CORRUPT_DIR: &str = "corrupt";
+/// Snapshots (`POST /api/v1/admin/tsdb/snapshot`), under the storage path: one storage
+/// directory per snapshot, `<name>.tmp` while it is written.
+pub const SNAPSHOTS_DIR: &str = "snapshots";

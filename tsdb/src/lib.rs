@@ -12,6 +12,7 @@
 //! `docs/format/head_chunks.md`, `docs/format/block.md` (persistent blocks: [`block`]).
 //!
 //! Entry point: [`Db::open`], then [`Db::appender`] to write and [`Db::querier`] to read.
+//! [`Db::snapshot`] writes a backup that is itself a storage directory ([`snapshot`]).
 
 pub mod appender;
 pub mod block;
@@ -28,6 +29,7 @@ pub mod persist;
 pub mod querier;
 pub mod record;
 mod replay;
+pub mod snapshot;
 pub mod tombstones;
 mod varint;
 pub mod wal;
@@ -41,6 +43,7 @@ pub use head::HeadStats;
 pub use index::{MatchOp, Matcher};
 pub use labels::{LabelError, Labels};
 pub use querier::{Querier, Series, SeriesIter};
+pub use snapshot::SnapshotReport;
 
 /// The Prometheus stale marker: a NaN with this exact bit pattern ends a series.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

@@ -88,7 +88,8 @@ pub(crate) struct Blocks {
     /// Sorted by `min_time`, then id. Replaced whole on every change.
     set: RwLock<Arc<Vec<Arc<Block>>>>,
     pub(crate) stats: BlockStats,
-    /// Serialises maintenance (cut, compaction, retention, quarantine moves).
+    /// Serialises maintenance (cut, compaction, retention, quarantine moves), tombstone
+    /// changes (`delete_series`) and snapshots ([`crate::snapshot`]).
     pub(crate) work: Mutex<()>,
     hook: RwLock<Option<Arc<dyn ExpiryHook>>>,
     /// Tombstones of each block, by block id (absent = none).
@@ -464,36 +465,17 @@ impl Db {
         let start = Instant::now();
         // From here on the head refuses samples before `b`: what the block gets is final.
         head.min_valid_t.fetch_max(b, Ordering::SeqCst);
-        let series = self.querier(a, b - 1).select_head_from(&[], a)?;
         let id = block::new_block_id();
-        let mut meta = BlockMeta::new(id.clone(), a, b);
-        meta.level = 1;
-        meta.sources = vec![id.clone()];
-        let mut written = false;
-        if !series.is_empty() {
-            let mut w = BlockWriter::create(&self.blocks.dir, &id)?;
-            let mut samples = Vec::new();
-            let mut any = false;
-            for s in &series {
-                samples.clear();
-                s.decode_into(&mut samples)?;
-                if !samples.is_empty() {
-                    any = true;
-                    w.add_series_samples(&s.labels, &samples, MAX_SAMPLES_PER_BLOCK_CHUNK)?;
-                }
-            }
-            // A range whose series hold no sample inside it writes no block (dropping the
-            // writer removes its temporary directory).
-            if any {
-                let path = w.finish(meta)?;
+        let written = match self.write_head_range(&self.blocks.dir, &id, a, b, a)? {
+            Some(path) => {
                 let blk = Arc::new(Block::open(&path)?);
                 self.blocks.publish(&[], Some(blk));
-                written = true;
+                true
             }
-        }
+            None => false,
+        };
         // Readers now find [a, b) in the block; stop reading it from the head.
         head.read_floor.fetch_max(b, Ordering::SeqCst);
-        drop(series);
         let (removed, cp) = self.truncate_head(b)?;
         self.blocks
             .stats
@@ -502,6 +484,44 @@ impl Db {
         tracing::info!(block = %id, min_time = a, max_time = b, written, series_removed = removed,
             checkpoint_samples = cp.samples, duration = ?start.elapsed(), "head range persisted");
         Ok(Some(id))
+    }
+
+    /// Writes the head's samples in `[mint, maxt)` (ms), read from `floor` on, as the level-1
+    /// block `id` under `blocks_dir`: every series' in-order and out-of-order samples, with
+    /// tombstones applied. Returns the block's path, or `None` (and writes nothing) when the
+    /// range holds no sample. Used by the block cut and by snapshots ([`crate::snapshot`]).
+    pub(crate) fn write_head_range(
+        &self,
+        blocks_dir: &Path,
+        id: &str,
+        mint: i64,
+        maxt: i64,
+        floor: i64,
+    ) -> Result<Option<PathBuf>, TsdbError> {
+        let series = self.querier(mint, maxt - 1).select_head_from(&[], floor)?;
+        if series.is_empty() {
+            return Ok(None);
+        }
+        let mut meta = BlockMeta::new(id, mint, maxt);
+        meta.level = 1;
+        meta.sources = vec![id.to_string()];
+        let mut w = BlockWriter::create(blocks_dir, id)?;
+        let mut samples = Vec::new();
+        let mut any = false;
+        for s in &series {
+            samples.clear();
+            s.decode_into(&mut samples)?;
+            if !samples.is_empty() {
+                any = true;
+                w.add_series_samples(&s.labels, &samples, MAX_SAMPLES_PER_BLOCK_CHUNK)?;
+            }
+        }
+        // A range whose series hold no sample inside it writes no block (dropping the writer
+        // removes its temporary directory).
+        if !any {
+            return Ok(None);
+        }
+        w.finish(meta).map(Some)
     }
 
     /// Merges `inputs` into one block (streaming series in label order; overlapping samples

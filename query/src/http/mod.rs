@@ -3,7 +3,8 @@
 //! `docs/query.md`.
 //!
 //! - `query.rs`: `query`, `query_range`, `query_exemplars`, `format_query`, `parse_query`.
-//! - `series.rs`: `series`, `labels`, `label/<name>/values`.
+//! - `series.rs`: `series`, `labels`, `label/<name>/values`, and the admin endpoints
+//!   `admin/tsdb/delete_series` and `admin/tsdb/snapshot` (POST and PUT only).
 //! - `status.rs`: `status/{buildinfo,runtimeinfo,flags,config,tsdb}` and what the binary
 //!   tells this crate about itself ([`StatusInfo`]).
 //! - `params.rs`: parameters (form body merged with the URL query, times, durations),
@@ -64,7 +65,8 @@ impl QueryApi {
         })
     }
 
-    /// Like [`QueryApi::new`], with the admin endpoints (`delete_series`) enabled or not.
+    /// Like [`QueryApi::new`], with the admin endpoints (`delete_series`, `snapshot`) enabled
+    /// or not.
     pub fn with_admin(
         db: DbSlot,
         engine: Engine,
@@ -112,6 +114,10 @@ pub fn router(api: Arc<QueryApi>) -> Router {
         .route(
             "/api/v1/admin/tsdb/delete_series",
             post(series::delete_series).put(series::delete_series),
+        )
+        .route(
+            "/api/v1/admin/tsdb/snapshot",
+            post(series::snapshot).put(series::snapshot),
         )
         .route("/api/v1/labels", get(series::labels).post(series::labels))
         .route("/api/v1/label/{name}/values", get(series::label_values))

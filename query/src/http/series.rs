@@ -1,4 +1,5 @@
-//! `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
+//! `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`, and the TSDB admin
+//! endpoints `admin/tsdb/delete_series` and `admin/tsdb/snapshot`.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicBool;
@@ -114,10 +115,7 @@ pub(super) async fn delete_series(
     let p = Params::parse(q.0.as_deref(), content_type(&h), &body);
     let r: Result<Response, ApiError> = async {
         if !api.admin {
-            return Err(ApiError {
-                kind: super::ErrorKind::Unavailable,
-                msg: "admin APIs disabled".into(),
-            });
+            return Err(admin_disabled());
         }
         if p.all("match[]").is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -134,6 +132,82 @@ pub(super) async fn delete_series(
     }
     .await;
     r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The error of an admin endpoint while `--web.enable-admin-api` is off.
+fn admin_disabled() -> ApiError {
+    ApiError {
+        kind: super::ErrorKind::Unavailable,
+        msg: "admin APIs disabled".into(),
+    }
+}
+
+/// `POST|PUT /api/v1/admin/tsdb/snapshot` (with `--web.enable-admin-api`): writes a snapshot
+/// to `<storage.path>/snapshots/<name>` (blocks hard-linked, the head written as blocks unless
+/// `skip_head` is true) and answers `{"name":"<name>"}`, as Prometheus does.
+pub(super) async fn snapshot(
+    State(api): State<Arc<QueryApi>>,
+    q: RawQuery,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = Params::parse(q.0.as_deref(), content_type(&h), &body);
+    let r: Result<Response, ApiError> = async {
+        if !api.admin {
+            return Err(admin_disabled());
+        }
+        let skip_head = match p.get("skip_head") {
+            None | Some("") => false,
+            Some(v) => parse_go_bool(v).ok_or_else(|| {
+                ApiError::invalid_param(
+                    "skip_head",
+                    format!(
+                        "unable to parse boolean: strconv.ParseBool: parsing {v:?}: invalid syntax"
+                    ),
+                )
+            })?,
+        };
+        let db = api.db()?;
+        let name = snapshot_name(super::now_ms());
+        let report = run_blocking(Arc::new(AtomicBool::new(false)), {
+            let name = name.clone();
+            move || db.snapshot(&name, !skip_head)
+        })
+        .await?
+        .map_err(|e| ApiError::internal(format!("create snapshot: {e}")))?;
+        tracing::info!(snapshot = %name, blocks = report.blocks_linked,
+            head_blocks = report.head_blocks, "snapshot taken through the admin API");
+        let mut data = String::from("{\"name\":");
+        encode::push_str(&mut data, &name);
+        data.push('}');
+        Ok(success(&data, &Annotations::default()))
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Go's `strconv.ParseBool`, which Prometheus uses for `skip_head`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Prometheus's snapshot name: the UTC time as `20060102T150405Z0700` (Go layout; `Z` in
+/// UTC), a dash and 16 hex digits of a random 63-bit number.
+fn snapshot_name(now_ms: i64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let time = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H%M%SZ");
+    // std's randomly keyed SipHash: not cryptographic; the suffix only keeps two snapshots
+    // taken in one second apart.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now_ms);
+    h.write_u32(std::process::id());
+    format!("{time}-{:016x}", h.finish() >> 1)
 }
 
 /// `GET|POST /api/v1/labels`: label names, optionally of the series matching `match[]`.
@@ -205,4 +279,39 @@ pub(super) async fn label_values(
     }
     .await;
     r.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_follow_prometheus() {
+        // 2023-11-16T00:00:00.123Z
+        let n = snapshot_name(1_700_092_800_123);
+        let (time, rand) = n.split_once('-').unwrap();
+        assert_eq!(time, "20231116T000000Z");
+        assert_eq!(rand.len(), 16, "{n}");
+        assert!(rand
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            rand.as_bytes()[0] <= b'7',
+            "63-bit, as Go's rand.Int63: {n}"
+        );
+        assert_ne!(snapshot_name(1_700_092_800_123), n, "random suffix");
+    }
+
+    #[test]
+    fn skip_head_parses_like_go() {
+        for s in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_go_bool(s), Some(true), "{s}");
+        }
+        for s in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_go_bool(s), Some(false), "{s}");
+        }
+        for s in ["yes", "tRUE", " true", "2"] {
+            assert_eq!(parse_go_bool(s), None, "{s}");
+        }
+    }
 }
