@@ -41,7 +41,7 @@ pub struct StorageConfig {
     pub retention: RetentionConfig,
     /// Prometheus's own `storage.tsdb` section, accepted so an existing prometheus.yml loads:
     /// `out_of_order_time_window` sets [`StorageConfig::out_of_order_window`]; the rest is
-    /// reported by [`StorageConfig::warnings`].
+    /// reported by [`StorageConfig::apply_prometheus_compat`].
     pub tsdb: Option<PromTsdbSection>,
     /// Prometheus's `storage.exemplars` section (exemplar storage is not supported yet).
     pub exemplars: Option<PromExemplarsSection>,

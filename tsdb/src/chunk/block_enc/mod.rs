@@ -5,7 +5,7 @@
 //! - [`Encoding::Decimal`]: values that are exact decimals (`12345.67`, integers) as integer
 //!   mantissas with one shared exponent, packed as offsets, deltas or delta-of-deltas, the idea
 //!   VictoriaMetrics uses; values that are not exact decimals (stale markers, -0.0, ...) are
-//!   escaped one by one. Timestamps are a separate column ([`timestamps`]), where an exactly
+//!   escaped one by one. Timestamps are a separate column (module `timestamps`), where an exactly
 //!   regular series costs `t0` plus one interval.
 //! - [`Encoding::Constant`]: one value for every sample, plus the same timestamp column.
 //!
