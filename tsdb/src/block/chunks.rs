@@ -9,15 +9,15 @@
 //!
 //! A chunk is referenced as `segment number << 32 | record offset`.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::{Deref, Range};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 
+use super::mapping::{Mapping, MappingCache};
 use super::{corrupt, sync_dir, ChunkRef, Rd};
 use crate::chunk::Encoding;
 use crate::filenames::block_chunk_segment_name;
@@ -34,11 +34,6 @@ pub(super) const SEGMENT_HEADER_LEN: usize = 8;
 /// Size at which the writer starts a new segment file. A record is never split, so a file
 /// exceeds this only when it holds a single chunk larger than the limit.
 pub const MAX_SEGMENT_SIZE: u64 = 512 << 20;
-
-/// Most segment files one [`Block`](super::Block) keeps mapped at once; least recently used
-/// ones are unmapped beyond it (a chunk handed out keeps its mapping alive until dropped).
-/// With 512 MiB files that is at most 1 GiB of address space per block on 32-bit hosts.
-pub const MAX_MAPPED_SEGMENTS: usize = if usize::BITS >= 64 { 64 } else { 2 };
 
 /// Writes chunk records into numbered segment files, starting a new file at
 /// [`MAX_SEGMENT_SIZE`].
@@ -134,10 +129,11 @@ impl SegmentWriter {
 }
 
 /// The bytes of one chunk (encoding byte + data) inside a mapped segment file. Keeps the
-/// mapping alive while held.
+/// mapping alive while held, even after the [`MappingCache`] evicted it or its block was
+/// dropped.
 #[derive(Clone)]
 pub struct ChunkBytes {
-    map: Arc<Mmap>,
+    map: Arc<Mapping>,
     range: Range<usize>,
 }
 
@@ -162,18 +158,27 @@ impl std::fmt::Debug for ChunkBytes {
     }
 }
 
-/// Reads chunks from a block's segment files, mapping them on demand.
+/// Reads chunks from a block's segment files, mapping them on demand through a shared
+/// [`MappingCache`]. Dropping it drops its cached mappings.
 pub(super) struct SegmentReader {
     dir: PathBuf,
     /// Segment numbers present at open, ascending, with their sizes.
     segments: Vec<(u32, u64)>,
-    /// Mapped segments, most recently used last. At most [`MAX_MAPPED_SEGMENTS`].
-    mapped: Mutex<VecDeque<(u32, Arc<Mmap>)>>,
+    /// Keeps this reader's mappings, bounded together with every other block's.
+    cache: Arc<MappingCache>,
+    /// This reader's identity in `cache`; unique in the process.
+    owner: u64,
+}
+
+impl Drop for SegmentReader {
+    fn drop(&mut self) {
+        self.cache.remove_owner(self.owner);
+    }
 }
 
 impl SegmentReader {
     /// Lists the segment files in `dir` (no file is opened).
-    pub(super) fn open(dir: PathBuf) -> Result<SegmentReader, TsdbError> {
+    pub(super) fn open(dir: PathBuf, cache: Arc<MappingCache>) -> Result<SegmentReader, TsdbError> {
         let mut segments = Vec::new();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -198,7 +203,8 @@ impl SegmentReader {
         Ok(SegmentReader {
             dir,
             segments,
-            mapped: Mutex::new(VecDeque::new()),
+            cache,
+            owner: MappingCache::new_owner(),
         })
     }
 
@@ -207,17 +213,21 @@ impl SegmentReader {
         self.segments.iter().map(|s| s.1).sum()
     }
 
+    /// This reader's identity in its cache (tests).
+    #[cfg(test)]
+    pub(super) fn cache_owner(&self) -> u64 {
+        self.owner
+    }
+
     fn seg_path(&self, seq: u32) -> PathBuf {
         self.dir.join(block_chunk_segment_name(seq))
     }
 
-    /// The mapping of segment `seq`, mapping it (and checking its header) if needed.
-    fn map(&self, seq: u32) -> Result<Arc<Mmap>, TsdbError> {
-        let mut mapped = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = mapped.iter().position(|m| m.0 == seq) {
-            let entry = mapped.remove(i).expect("BUG: index from position");
-            let map = Arc::clone(&entry.1);
-            mapped.push_back(entry);
+    /// The mapping of segment `seq`, mapping it (and checking its header) if the cache does
+    /// not hold it. The file is opened, mapped and checked without the cache's lock; two
+    /// threads missing at once both map it and the cache keeps the first.
+    fn map(&self, seq: u32) -> Result<Arc<Mapping>, TsdbError> {
+        if let Some(map) = self.cache.get(self.owner, seq) {
             return Ok(map);
         }
         let path = self.seg_path(seq);
@@ -253,12 +263,9 @@ impl SegmentReader {
                 "reserved segment header bytes are not zero",
             ));
         }
-        let map = Arc::new(map);
-        if mapped.len() >= MAX_MAPPED_SEGMENTS {
-            mapped.pop_front();
-        }
-        mapped.push_back((seq, Arc::clone(&map)));
-        Ok(map)
+        Ok(self
+            .cache
+            .insert(self.owner, seq, Mapping::new(map, &self.cache)))
     }
 
     /// The chunk at `r`, CRC checked.

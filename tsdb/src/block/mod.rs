@@ -19,12 +19,14 @@
 //! [`Block`] reads a finished block through memory maps. Opening reads `meta.json`, the
 //! index header, TOC and label-name table only; everything else is read on demand and
 //! checked against its CRC when read. The index file is mapped whole (its size is small next
-//! to the chunks); chunk segment files are mapped lazily, at most [`MAX_MAPPED_SEGMENTS`] per
-//! block at a time (least recently used are unmapped), which bounds the address space a block
-//! takes on 32-bit hosts (Prometheus #7450).
+//! to the chunks); chunk segment files are mapped lazily and kept in one [`MappingCache`]
+//! for the whole process, an LRU bounded by total mapped bytes and number of mappings (least
+//! recently used are unmapped), which bounds the address space all blocks together take on
+//! 32-bit hosts (Prometheus #7450).
 
 mod chunks;
 mod index;
+mod mapping;
 mod meta;
 mod reader;
 mod writer;
@@ -36,7 +38,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use chunks::{ChunkBytes, MAX_MAPPED_SEGMENTS, MAX_SEGMENT_SIZE};
+pub use chunks::{ChunkBytes, MAX_SEGMENT_SIZE};
+pub use mapping::{
+    MappingCache, MappingStats, DEFAULT_MAX_MAPPED_BYTES, DEFAULT_MAX_MAPPED_BYTES_32,
+    DEFAULT_MAX_MAPPED_BYTES_64, DEFAULT_MAX_MAPPINGS,
+};
 pub use meta::{BlockMeta, BlockStats, META_VERSION};
 pub use reader::{AllSeries, Block};
 pub use writer::BlockWriter;

@@ -2,11 +2,13 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
 use super::chunks::{ChunkBytes, SegmentReader};
 use super::index::{IndexReader, RawSeries, SymbolCache};
+use super::mapping::MappingCache;
 use super::{corrupt, BlockMeta, BlockSeriesRef, ChunkMeta, ChunkRef};
 use crate::chunk::block_enc;
 use crate::filenames::{BLOCK_CHUNKS_DIR, BLOCK_INDEX_FILE, BLOCK_META_FILE, TMP_SUFFIX};
@@ -17,8 +19,9 @@ use crate::{Labels, TsdbError};
 ///
 /// Opening reads `meta.json` and the index's header, TOC and label-name table; the rest of the
 /// index is read through its memory map when asked for, each part CRC checked as it is read.
-/// Chunk segment files are mapped on first use, at most
-/// [`MAX_MAPPED_SEGMENTS`](super::MAX_MAPPED_SEGMENTS) at a time.
+/// Chunk segment files are mapped on first use and kept in a [`MappingCache`] shared with
+/// other blocks (the process-wide one unless opened with [`open_with`](Self::open_with));
+/// dropping the block drops its cached mappings.
 pub struct Block {
     dir: PathBuf,
     meta: BlockMeta,
@@ -38,13 +41,20 @@ impl std::fmt::Debug for Block {
 }
 
 impl Block {
-    /// Opens the block directory `dir`.
+    /// Opens the block directory `dir`; its chunk segment mappings are kept in the
+    /// process-wide [`MappingCache::global`].
     ///
     /// # Errors
     /// `Corruption` for a `.tmp` directory (an unfinished write), an unreadable or invalid
     /// `meta.json`, a bad index magic/version/TOC/label-name table, or a missing `chunks/`
     /// directory; `Io` if a file cannot be opened.
     pub fn open(dir: &Path) -> Result<Block, TsdbError> {
+        Block::open_with(dir, Arc::clone(MappingCache::global()))
+    }
+
+    /// [`open`](Self::open) with chunk segment mappings kept in `cache` (tests use a private
+    /// cache with a tiny budget).
+    pub fn open_with(dir: &Path, cache: Arc<MappingCache>) -> Result<Block, TsdbError> {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
         if name.as_deref().is_none_or(|n| n.ends_with(TMP_SUFFIX)) {
             return Err(corrupt(
@@ -67,7 +77,7 @@ impl Block {
             return Err(corrupt(&index_path, 0, "block has no index file"));
         }
         let index = IndexReader::open(&index_path)?;
-        let chunks = SegmentReader::open(dir.join(BLOCK_CHUNKS_DIR))?;
+        let chunks = SegmentReader::open(dir.join(BLOCK_CHUNKS_DIR), cache)?;
         let index_len = std::fs::metadata(&index_path)
             .map_err(|e| TsdbError::io(&index_path, e))?
             .len();
@@ -79,6 +89,12 @@ impl Block {
             chunks,
             size_bytes,
         })
+    }
+
+    /// This block's identity in its mapping cache (tests).
+    #[cfg(test)]
+    pub(super) fn cache_owner(&self) -> u64 {
+        self.chunks.cache_owner()
     }
 
     /// The block's `meta.json`.

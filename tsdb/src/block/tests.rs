@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 
@@ -290,8 +291,10 @@ fn many_segments_exceed_the_mapping_cap() {
     let segs = std::fs::read_dir(path.join(BLOCK_CHUNKS_DIR))
         .unwrap()
         .count();
-    assert!(segs > MAX_MAPPED_SEGMENTS, "{segs} segment files");
-    let b = Block::open(&path).unwrap();
+    // A private cache holding a few of them, so reads map and evict all the time.
+    let cache = Arc::new(MappingCache::new(1 << 20, 4));
+    assert!(segs > cache.max_mappings(), "{segs} segment files");
+    let b = Block::open_with(&path, Arc::clone(&cache)).unwrap();
     check_block(&b, &data, &[]);
     // Hold a chunk while others get mapped and evicted: it stays valid.
     let (_, metas) = b.series(BlockSeriesRef(0)).unwrap();
@@ -301,6 +304,7 @@ fn many_segments_exceed_the_mapping_cap() {
         samples(&b, r);
     }
     assert_eq!(&*held, &copy[..]);
+    assert!(cache.stats().cached_mappings <= 4);
 }
 
 #[test]
@@ -736,4 +740,184 @@ fn corrupt_shared_column_fails_the_chunks_borrowing_it() {
         .unwrap_err();
     assert!(matches!(err, TsdbError::Corruption { .. }), "{err}");
     assert!(is_corruption(b.verify()));
+}
+
+// ---- The process-wide mapping cache (`MappingCache`), each test with a private one. ----
+
+/// `n` series of 40 samples each, values distinct per block `k`.
+fn mapping_data(k: usize, n: usize) -> Data {
+    (0..n)
+        .map(|i| {
+            let l = labels(&[("__name__", "m"), ("i", &format!("{i:04}"))]);
+            let s = (0..40)
+                .map(|t| {
+                    (
+                        t * 1000,
+                        (k * 1_000_000 + i * 1000 + t as usize) as f64 * 0.25,
+                    )
+                })
+                .collect();
+            (l, s)
+        })
+        .collect()
+}
+
+/// Sizes of the segment files of block `path`.
+fn segment_sizes(path: &Path) -> Vec<u64> {
+    std::fs::read_dir(path.join(BLOCK_CHUNKS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect()
+}
+
+#[test]
+fn mapping_cache_bounds_many_blocks_read_round_robin() {
+    let dir = tempfile::tempdir().unwrap();
+    let datas: Vec<Data> = (0..6).map(|k| mapping_data(k, 30)).collect();
+    let paths: Vec<PathBuf> = datas
+        .iter()
+        .map(|d| write(dir.path(), d, 10, 300))
+        .collect();
+    let largest = paths.iter().flat_map(|p| segment_sizes(p)).max().unwrap();
+    let total_segs: usize = paths.iter().map(|p| segment_sizes(p).len()).sum();
+    // Room for about three segments; the blocks have dozens each.
+    let budget = 3 * largest;
+    assert!(total_segs > 50, "{total_segs} segment files");
+    let cache = Arc::new(MappingCache::new(budget, 1000));
+    let blocks: Vec<Block> = paths
+        .iter()
+        .map(|p| Block::open_with(p, Arc::clone(&cache)).unwrap())
+        .collect();
+    let expected = |k: usize, r: BlockSeriesRef| -> Vec<(i64, u64)> {
+        let mut d = datas[k].clone();
+        d.sort_by(|a, b| a.0.cmp(&b.0));
+        d[r.0 as usize]
+            .1
+            .iter()
+            .map(|(t, v)| (*t, v.to_bits()))
+            .collect()
+    };
+    // Round robin over the blocks, series by series: every read maps a different block.
+    for i in 0..30 {
+        for (k, b) in blocks.iter().enumerate() {
+            let r = BlockSeriesRef(i);
+            assert_eq!(samples(b, r), expected(k, r), "block {k} series {i}");
+            let st = cache.stats();
+            assert!(st.cached_bytes <= budget, "{st:?} > {budget}");
+            // Nothing is held between reads, so nothing outlives its eviction.
+            assert_eq!(st.live_bytes, st.cached_bytes, "{st:?}");
+            assert_eq!(st.live_mappings, st.cached_mappings, "{st:?}");
+        }
+    }
+    // The same from several threads at once.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (blocks, cache, expected) = (&blocks, &cache, &expected);
+            s.spawn(move || {
+                for i in 0..30 {
+                    let k = (i as usize + t) % blocks.len();
+                    let r = BlockSeriesRef(i);
+                    assert_eq!(samples(&blocks[k], r), expected(k, r));
+                    assert!(cache.stats().cached_bytes <= budget);
+                }
+            });
+        }
+    });
+    for b in &blocks {
+        b.verify().unwrap();
+    }
+    assert!(cache.stats().cached_bytes <= budget);
+    drop(blocks);
+    assert_eq!(cache.stats(), MappingStats::default());
+}
+
+#[test]
+fn mapping_cache_caps_the_number_of_mappings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mapping_data(0, 40);
+    let path = write(dir.path(), &data, 10, 300);
+    let cache = Arc::new(MappingCache::new(u64::MAX, 3));
+    let b = Block::open_with(&path, Arc::clone(&cache)).unwrap();
+    for r in b.select(&[]).unwrap() {
+        samples(&b, r);
+        assert!(cache.stats().cached_mappings <= 3);
+    }
+    check_block(&b, &data, &[]);
+    assert_eq!(cache.stats().cached_mappings, 3);
+}
+
+#[test]
+fn segment_larger_than_the_mapping_budget_is_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = write(dir.path(), &mapping_data(0, 20), 10, 300);
+    let big_data = mapping_data(1, 50);
+    let big = write(dir.path(), &big_data, 10, MAX_SEGMENT_SIZE);
+    let big_len = segment_sizes(&big)[0];
+    let budget = big_len / 4;
+    assert!(segment_sizes(&small).iter().all(|&l| l <= budget));
+    let cache = Arc::new(MappingCache::new(budget, 100));
+    let s = Block::open_with(&small, Arc::clone(&cache)).unwrap();
+    let b = Block::open_with(&big, Arc::clone(&cache)).unwrap();
+    samples(&s, BlockSeriesRef(0));
+    assert_eq!(cache.stats().cached_mappings, 1);
+    // The big segment evicts everything else and stays cached alone (it is reused, not
+    // remapped, by the next read).
+    check_block(&b, &big_data, &[]);
+    let st = cache.stats();
+    assert_eq!(
+        (st.cached_bytes, st.cached_mappings),
+        (big_len, 1),
+        "{st:?}"
+    );
+    assert_eq!(cache.owner_mappings(s.cache_owner()), 0);
+    // The next small mapping evicts it again.
+    samples(&s, BlockSeriesRef(1));
+    let st = cache.stats();
+    assert!(st.cached_bytes <= budget, "{st:?}");
+    assert_eq!(cache.owner_mappings(b.cache_owner()), 0);
+}
+
+#[test]
+fn dropping_a_block_drops_its_mappings() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_data = mapping_data(0, 20);
+    let a_path = write(dir.path(), &a_data, 10, 300);
+    let b_path = write(dir.path(), &mapping_data(1, 20), 10, 300);
+    let cache = Arc::new(MappingCache::new(1 << 20, 1000));
+    let a = Block::open_with(&a_path, Arc::clone(&cache)).unwrap();
+    let b = Block::open_with(&b_path, Arc::clone(&cache)).unwrap();
+    check_block(&a, &a_data, &[]);
+    samples(&b, BlockSeriesRef(0));
+    let (a_owner, b_owner) = (a.cache_owner(), b.cache_owner());
+    assert!(cache.owner_mappings(a_owner) > 1);
+    assert_eq!(cache.owner_mappings(b_owner), 1);
+    // A chunk handed out outlives its block and keeps its mapping.
+    let (_, metas) = a.series(BlockSeriesRef(3)).unwrap();
+    let held = a.chunk(metas[0].chunk_ref).unwrap();
+    let copy = held.to_vec();
+    // Retention deletes the block's directory, then the last reference to the Block goes.
+    std::fs::remove_dir_all(&a_path).unwrap();
+    drop(a);
+    assert_eq!(cache.owner_mappings(a_owner), 0);
+    let st = cache.stats();
+    assert_eq!((st.cached_mappings, st.live_mappings), (1, 2), "{st:?}");
+    assert_eq!(&*held, &copy[..]);
+    drop(held);
+    #[cfg(target_os = "linux")]
+    {
+        // No mapping of the deleted files is left, so the kernel can free their blocks.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let a_dir = a_path.to_string_lossy().into_owned();
+        assert!(!maps.contains(&a_dir), "{a_dir} still mapped");
+    }
+    drop(b);
+    assert_eq!(cache.stats(), MappingStats::default());
+}
+
+#[test]
+fn global_mapping_cache_defaults() {
+    let g = MappingCache::global();
+    assert_eq!(g.max_bytes(), DEFAULT_MAX_MAPPED_BYTES);
+    assert_eq!(g.max_mappings(), DEFAULT_MAX_MAPPINGS);
+    assert!(std::ptr::eq(g.as_ref(), MappingCache::global().as_ref()));
 }
