@@ -348,6 +348,19 @@ impl Db {
                 set.iter().map(|b| b.meta().stats.num_samples).sum::<u64>() as f64,
             )],
         );
+        let maps = crate::block::MappingCache::global().stats();
+        m(
+            "hearth_tsdb_mmap_bytes",
+            "gauge",
+            "Bytes of block chunk files mapped into memory (cached or still held by a reader); bounded process-wide.",
+            &[("", maps.live_bytes as f64)],
+        );
+        m(
+            "hearth_tsdb_mmaps",
+            "gauge",
+            "Block chunk file mappings alive (cached or still held by a reader).",
+            &[("", maps.live_mappings as f64)],
+        );
         m(
             "hearth_tsdb_head_blocks_written_total",
             "counter",

@@ -1,11 +1,11 @@
 //! Persistent, immutable blocks: the on-disk form of a time range of samples.
 //!
 //! A block is a directory `<id>/` holding
-//! - `chunks/000001`, `000002`, ...: chunk segment files ([`chunks`]), the encoded chunks of
+//! - `chunks/000001`, `000002`, ...: chunk segment files (module `chunks`), the encoded chunks of
 //!   every series, each with its length and a CRC32C;
 //! - `index`: the symbol table, the series (label set as symbol ids plus chunk metas), the
-//!   postings of every label pair, the per-name value lists and a TOC ([`index`]);
-//! - `meta.json`: id, time range, stats, compaction level and sources ([`meta`]).
+//!   postings of every label pair, the per-name value lists and a TOC (module `index`);
+//! - `meta.json`: id, time range, stats, compaction level and sources ([`BlockMeta`]).
 //!
 //! The layout of every file is documented in `docs/format/block.md`.
 //!
