@@ -69,8 +69,8 @@ impl AppendReport {
 
 pub const MAX_REJECTION_DETAILS: usize = 10;
 
-/// Samples per WAL record: at most 38 bytes each, so a record stays well under the WAL's
-/// 64 MiB payload limit.
+/// Samples per WAL record: at most [`record::SAMPLES_V2_MAX_BYTES_PER_SAMPLE`] (49) bytes each,
+/// so a record stays under the WAL's 64 MiB payload limit.
 const MAX_SAMPLES_PER_RECORD: usize = 1 << 20;
 
 /// A handle on a series, valid for the life of the database.
@@ -255,10 +255,9 @@ impl<'a> Appender<'a> {
         // One record per batch keeps a batch atomic across a crash. Only batches beyond
         // MAX_SAMPLES_PER_RECORD (whose record would pass the WAL's payload limit) are split.
         for part in accepted.chunks(MAX_SAMPLES_PER_RECORD) {
-            lsn = Some(
-                db.wal
-                    .append_with(record::REC_SAMPLES, |buf| record::encode_samples(buf, part))?,
-            );
+            lsn = Some(db.wal.append_with(record::REC_SAMPLES_V2, |buf| {
+                record::encode_samples_v2(buf, part)
+            })?);
         }
         if let Some(lsn) = lsn {
             db.wal.commit(lsn)?;

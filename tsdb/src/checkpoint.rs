@@ -21,7 +21,8 @@ use crate::wal::{self, FsyncPolicy, Wal, WalOptions};
 use crate::{Db, TsdbError};
 
 const PREFIX: &str = "checkpoint.";
-/// Samples per samples record in a checkpoint.
+/// Samples per samples record (type 4) in a checkpoint. A series' samples are consecutive, so
+/// each record holds a few long runs.
 const SAMPLES_PER_RECORD: usize = 64 * 1024;
 
 /// `checkpoint.NNNNNNNN` for the last segment index it covers.
@@ -123,8 +124,8 @@ pub(crate) fn write(db: &Db, min_t: i64) -> Result<CheckpointStats, TsdbError> {
                 batch.push((s.id, t, v));
                 if batch.len() >= SAMPLES_PER_RECORD {
                     payload.clear();
-                    record::encode_samples(&mut payload, &batch);
-                    cp.append(record::REC_SAMPLES, &payload)?;
+                    record::encode_samples_v2(&mut payload, &batch);
+                    cp.append(record::REC_SAMPLES_V2, &payload)?;
                     stats.samples += batch.len() as u64;
                     batch.clear();
                     // Write out what is buffered now and then, so a checkpoint of a large
@@ -138,8 +139,8 @@ pub(crate) fn write(db: &Db, min_t: i64) -> Result<CheckpointStats, TsdbError> {
         }
         if !batch.is_empty() {
             payload.clear();
-            record::encode_samples(&mut payload, &batch);
-            cp.append(record::REC_SAMPLES, &payload)?;
+            record::encode_samples_v2(&mut payload, &batch);
+            cp.append(record::REC_SAMPLES_V2, &payload)?;
             stats.samples += batch.len() as u64;
         }
         cp.close()?;
