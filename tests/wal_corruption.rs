@@ -42,7 +42,7 @@ fn damaged_segments_are_reported_and_the_rest_replays() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let cfg = tmp.path().join("hearth.yml");
-    std::fs::write(&cfg, "storage:\n  wal_segment_size: 16384\n").unwrap();
+    std::fs::write(&cfg, "storage:\n  wal_segment_size: 8192\n").unwrap();
     let cfg = cfg.to_str().unwrap().to_string();
     let mut h = Hearth::start(&dir, &["--config", &cfg]);
     for b in 0..BATCHES {
