@@ -4,7 +4,6 @@
 #![no_main]
 
 use hearth_tsdb::block::Block;
-use hearth_tsdb::chunk::block_enc::decode_into;
 use hearth_tsdb::{MatchOp, Matcher};
 use libfuzzer_sys::fuzz_target;
 
@@ -36,9 +35,8 @@ fuzz_target!(|data: &[u8]| {
         for r in refs {
             let Ok((_, metas)) = b.series(r) else { continue };
             for c in metas {
-                if let Ok(bytes) = b.chunk(c.chunk_ref) {
-                    let _ = decode_into(&bytes, &mut Vec::new(), &mut Vec::new());
-                }
+                // Resolves shared timestamp columns through the block.
+                let _ = b.decode_chunk(c.chunk_ref, &mut Vec::new(), &mut Vec::new(), &"fuzz");
             }
         }
     }
