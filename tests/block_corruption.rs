@@ -119,6 +119,30 @@ fn check_query_range(h: &Hearth, from: i64, to: i64, what: &str) {
     }
 }
 
+/// `query` over the damaged block's range [6h, 8h) through the query API; the body of its
+/// 200 answer.
+fn warned_query(h: &Hearth, query: &str, what: &str) -> String {
+    let q = format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=600",
+        urlencode(query),
+        (T0 + 6 * H) / 1000 + 60,
+        (T0 + 8 * H) / 1000 - 60,
+    );
+    let (st, body) = h.get(&q);
+    assert_eq!(st, 200, "{what}: {body}");
+    body
+}
+
+/// The answer carries a warning naming block `id`.
+fn assert_warns_of(body: &str, id: &str, what: &str) {
+    let v: Value = serde_json::from_str(body).unwrap();
+    let warned = v["warnings"].as_array().is_some_and(|ws| {
+        ws.iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains(id)))
+    });
+    assert!(warned, "{what}: no warning naming block {id}: {body}");
+}
+
 fn quarantined(h: &Hearth) -> f64 {
     h.metric("hearth_tsdb_blocks_quarantined_total").unwrap()
 }
@@ -142,6 +166,28 @@ fn round(tmp: &Path, pristine: &Path, cfg: &str, how: Damage) {
             // Found on read. The query touching it may fail once (chunk) or skip the block
             // (index); either way it is reported, and the next maintenance run (≤ 15 s)
             // moves it aside.
+            if let Damage::IndexSeries = how {
+                // Through the query API: the block is left out and the answer says so.
+                let body = warned_query(&h, "count(cx)", &what);
+                assert_warns_of(&body, &bad.id, &what);
+                // Until it is moved aside, every answer that leaves it out says so too.
+                let series = h.get(&format!(
+                    "/api/v1/series?match[]=cx&start={}&end={}",
+                    (T0 + 6 * H) / 1000,
+                    (T0 + 8 * H) / 1000 - 1
+                ));
+                let labels = h.get(&format!(
+                    "/api/v1/labels?start={}&end={}",
+                    (T0 + 6 * H) / 1000,
+                    (T0 + 8 * H) / 1000 - 1
+                ));
+                if quarantined(&h) == 0.0 {
+                    for (st, body) in [series, labels] {
+                        assert_eq!(st, 200, "{what}: {body}");
+                        assert_warns_of(&body, &bad.id, &what);
+                    }
+                }
+            }
             let r = export(
                 &h.addr,
                 "__name__=cx",

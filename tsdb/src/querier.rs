@@ -7,7 +7,8 @@
 //! happens afterwards, in [`Series::decode_into`] (all samples, the engine's path) or
 //! [`SeriesIter`] (one at a time). The head is read only from its truncation point on, so data
 //! is never counted twice while a head range is being persisted. A block that fails a read is
-//! reported for quarantine and skipped by later queries.
+//! reported for quarantine and skipped by later queries; every query that leaves a block out
+//! says so in [`Querier::warnings`] (the API's `warnings`), so partial data is never silent.
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub struct Querier<'a> {
     db: &'a Db,
     mint: i64,
     maxt: i64,
+    /// Why data is missing from this querier's answers (blocks left out), deduplicated.
+    warnings: parking_lot::Mutex<Vec<String>>,
 }
 
 /// One selected series and its chunks in the query range.
@@ -51,7 +54,43 @@ pub struct Series {
 
 impl<'a> Querier<'a> {
     pub(crate) fn new(db: &'a Db, mint: i64, maxt: i64) -> Self {
-        Querier { db, mint, maxt }
+        Querier {
+            db,
+            mint,
+            maxt,
+            warnings: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Why answers so far may be incomplete: one line per block left out because it failed a
+    /// read (now or in an earlier query; it is moved to `corrupt/` by the next maintenance
+    /// run). Empty when every block in range was read.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().clone()
+    }
+
+    /// Whether block `m` overlaps the range; one in the quarantine queue is left out, with a
+    /// warning.
+    fn wanted(&self, m: &crate::block::BlockMeta, queue: &crate::persist::QuarantineQueue) -> bool {
+        if m.max_time <= self.mint || m.min_time > self.maxt {
+            return false;
+        }
+        if queue.contains(&m.id) {
+            self.left_out(m, "it failed an earlier read");
+            return false;
+        }
+        true
+    }
+
+    fn left_out(&self, m: &crate::block::BlockMeta, why: &str) {
+        let w = format!(
+            "block {} (samples from {} to {} ms) left out, results may be incomplete: {why}; it is being moved to corrupt/",
+            m.id, m.min_time, m.max_time
+        );
+        let mut ws = self.warnings.lock();
+        if !ws.contains(&w) {
+            ws.push(w);
+        }
     }
 
     /// Series ids matching all matchers that have at least one sample in range.
@@ -85,10 +124,7 @@ impl<'a> Querier<'a> {
         let queue = self.db.blocks.quarantine_queue();
         let overlapping: Vec<&Arc<Block>> = blocks
             .iter()
-            .filter(|b| {
-                let m = b.meta();
-                m.max_time > self.mint && m.min_time <= self.maxt && !queue.contains(&m.id)
-            })
+            .filter(|b| self.wanted(b.meta(), &queue))
             .collect();
         if overlapping.is_empty() {
             // Head-only range (the common case for recent data): already sorted.
@@ -126,6 +162,7 @@ impl<'a> Querier<'a> {
                 Ok(v) => v,
                 Err(e) => {
                     queue.report(&m.id, &e.to_string());
+                    self.left_out(m, &e.to_string());
                     continue;
                 }
             };
@@ -259,7 +296,7 @@ impl<'a> Querier<'a> {
         let mut added = false;
         for b in self.db.blocks.snapshot().iter() {
             let m = b.meta();
-            if m.max_time <= self.mint || m.min_time > self.maxt || queue.contains(&m.id) {
+            if !self.wanted(m, &queue) {
                 continue;
             }
             match f(b) {
@@ -267,7 +304,10 @@ impl<'a> Querier<'a> {
                     added |= !v.is_empty();
                     out.extend(v);
                 }
-                Err(e) => queue.report(&m.id, &e.to_string()),
+                Err(e) => {
+                    queue.report(&m.id, &e.to_string());
+                    self.left_out(m, &e.to_string());
+                }
             }
         }
         if added {

@@ -484,6 +484,10 @@ impl<'a> Evaluator<'a> {
         if seen.is_some() {
             out.sort_by(|a, b| a.0.cmp(&b.0));
         }
+        // Blocks left out (they failed a read): the answer is partial, say so.
+        for w in querier.warnings() {
+            self.ann.warn(w);
+        }
         Ok(out)
     }
 

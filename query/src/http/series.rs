@@ -74,11 +74,15 @@ pub(super) async fn series(
                     all.insert(s.labels);
                 }
             }
-            Ok::<_, hearth_tsdb::TsdbError>((all.into_iter().collect::<Vec<_>>(), sel.limit))
+            Ok::<_, hearth_tsdb::TsdbError>((
+                all.into_iter().collect::<Vec<_>>(),
+                sel.limit,
+                querier.warnings(),
+            ))
         })
         .await?;
-        let (mut found, limit) = found.map_err(storage_error)?;
-        let mut ann = Annotations::default();
+        let (mut found, limit, warnings) = found.map_err(storage_error)?;
+        let mut ann = storage_warnings(warnings);
         apply_limit(&mut found, limit, &mut ann);
         let mut data = String::with_capacity(64 * found.len() + 2);
         data.push('[');
@@ -222,19 +226,21 @@ pub(super) async fn labels(
         let sel = selection(&p)?;
         let db = api.db()?;
         let limit = sel.limit;
-        let mut names = run_blocking(Arc::new(AtomicBool::new(false)), move || {
+        let (mut names, warnings) = run_blocking(Arc::new(AtomicBool::new(false)), move || {
             let querier = db.querier(sel.start, sel.end);
-            if sel.sets.is_empty() {
-                return querier.label_names(&[]);
-            }
-            let mut all = BTreeSet::new();
-            for set in &sel.sets {
-                all.extend(querier.label_names(set));
-            }
-            all.into_iter().collect()
+            let names = if sel.sets.is_empty() {
+                querier.label_names(&[])
+            } else {
+                let mut all = BTreeSet::new();
+                for set in &sel.sets {
+                    all.extend(querier.label_names(set));
+                }
+                all.into_iter().collect()
+            };
+            (names, querier.warnings())
         })
         .await?;
-        let mut ann = Annotations::default();
+        let mut ann = storage_warnings(warnings);
         apply_limit(&mut names, limit, &mut ann);
         let mut data = String::new();
         encode::push_str_array(&mut data, &names);
@@ -259,19 +265,21 @@ pub(super) async fn label_values(
         let sel = selection(&p)?;
         let db = api.db()?;
         let limit = sel.limit;
-        let mut values = run_blocking(Arc::new(AtomicBool::new(false)), move || {
+        let (mut values, warnings) = run_blocking(Arc::new(AtomicBool::new(false)), move || {
             let querier = db.querier(sel.start, sel.end);
-            if sel.sets.is_empty() {
-                return querier.label_values(&name, &[]);
-            }
-            let mut all = BTreeSet::new();
-            for set in &sel.sets {
-                all.extend(querier.label_values(&name, set));
-            }
-            all.into_iter().collect()
+            let values = if sel.sets.is_empty() {
+                querier.label_values(&name, &[])
+            } else {
+                let mut all = BTreeSet::new();
+                for set in &sel.sets {
+                    all.extend(querier.label_values(&name, set));
+                }
+                all.into_iter().collect()
+            };
+            (values, querier.warnings())
         })
         .await?;
-        let mut ann = Annotations::default();
+        let mut ann = storage_warnings(warnings);
         apply_limit(&mut values, limit, &mut ann);
         let mut data = String::new();
         encode::push_str_array(&mut data, &values);
@@ -279,6 +287,15 @@ pub(super) async fn label_values(
     }
     .await;
     r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The storage's warnings (blocks left out of the answer) as response annotations.
+fn storage_warnings(warnings: Vec<String>) -> Annotations {
+    let mut ann = Annotations::default();
+    for w in warnings {
+        ann.warn(w);
+    }
+    ann
 }
 
 #[cfg(test)]
