@@ -169,7 +169,7 @@ fn sync_dir(dir: &Path) -> Result<(), TsdbError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::labels::Labels;
     use crate::{Db, StorageConfig};
 
@@ -184,7 +184,8 @@ mod tests {
         .unwrap()
     }
 
-    fn all(db: &Db) -> Vec<(String, Vec<(i64, u64)>)> {
+    /// Every series of `db` with its samples as `(t, value bits)`, in label order.
+    pub(crate) fn all(db: &Db) -> Vec<(String, Vec<(i64, u64)>)> {
         db.querier(i64::MIN, i64::MAX)
             .select(&[])
             .unwrap()

@@ -303,19 +303,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let got: Vec<(String, Vec<(i64, u64)>)> = db
-            .querier(i64::MIN, i64::MAX)
-            .select(&[])
-            .unwrap()
-            .iter()
-            .map(|s| {
-                let v = s.samples().unwrap();
-                (
-                    s.labels.to_string(),
-                    v.iter().map(|p| (p.0, p.1.to_bits())).collect(),
-                )
-            })
-            .collect();
+        let got = crate::checkpoint::tests::all(&db);
         let bits = |v: &[(i64, f64)]| v.iter().map(|&(t, v)| (t, v.to_bits())).collect();
         assert_eq!(
             got,

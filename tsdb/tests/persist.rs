@@ -1,52 +1,12 @@
 //! Head → blocks → compaction → retention, through the public API, with every sample checked
 //! bit-exact before and after restarts.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use hearth_tsdb::config::{PromDuration, RetentionConfig};
-use hearth_tsdb::{Db, Labels, StorageConfig};
-
-const H: i64 = 3_600_000;
-const STEP: i64 = 60_000;
-
-type Data = BTreeMap<String, Vec<(i64, u64)>>;
-
-fn cfg(dir: &Path, retention: Duration) -> StorageConfig {
-    StorageConfig {
-        path: dir.to_path_buf(),
-        wal_segment_size: 64 << 10,
-        retention: RetentionConfig {
-            time: PromDuration(retention),
-            size: None,
-        },
-        ..Default::default()
-    }
-}
-
-fn read_all(db: &Db, mint: i64, maxt: i64) -> Data {
-    let mut out = Data::new();
-    for s in db.querier(mint, maxt).select(&[]).unwrap() {
-        let mut v = Vec::new();
-        s.decode_into(&mut v).unwrap();
-        // The pull iterator agrees with the batch decoder.
-        let it: Vec<_> = s.iter().collect();
-        assert_eq!(
-            it.iter().map(|p| (p.0, p.1.to_bits())).collect::<Vec<_>>(),
-            v.iter().map(|p| (p.0, p.1.to_bits())).collect::<Vec<_>>()
-        );
-        if v.is_empty() {
-            // A series whose chunks overlap the range without a sample inside it.
-            continue;
-        }
-        out.insert(
-            s.labels.to_string(),
-            v.into_iter().map(|(t, x)| (t, x.to_bits())).collect(),
-        );
-    }
-    out
-}
+use common::{cfg, read_all, Data, H, STEP};
+use hearth_tsdb::{Db, Labels};
 
 fn expected(want: &Data, mint: i64, maxt: i64) -> Data {
     want.iter()

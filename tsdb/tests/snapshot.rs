@@ -3,45 +3,22 @@
 //! shares the blocks' files through hard links, survives the source compacting and deleting
 //! those blocks, and is consistent while maintenance runs.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_tsdb::config::{PromDuration, RetentionConfig};
+use common::{Data, H, STEP};
 use hearth_tsdb::{Db, Labels, MatchOp, Matcher, StorageConfig, TsdbError};
 
-const H: i64 = 3_600_000;
-const STEP: i64 = 60_000;
-
-type Data = BTreeMap<String, Vec<(i64, u64)>>;
-
 fn cfg(dir: &Path) -> StorageConfig {
-    StorageConfig {
-        path: dir.to_path_buf(),
-        wal_segment_size: 64 << 10,
-        retention: RetentionConfig {
-            time: PromDuration(Duration::from_secs(30 * 86400)),
-            size: None,
-        },
-        ..Default::default()
-    }
+    common::cfg(dir, Duration::from_secs(30 * 86400))
 }
 
 fn read_all(db: &Db) -> Data {
-    let mut out = Data::new();
-    for s in db.querier(i64::MIN, i64::MAX).select(&[]).unwrap() {
-        let mut v = Vec::new();
-        s.decode_into(&mut v).unwrap();
-        if !v.is_empty() {
-            out.insert(
-                s.labels.to_string(),
-                v.into_iter().map(|(t, x)| (t, x.to_bits())).collect(),
-            );
-        }
-    }
-    out
+    common::read_all(db, i64::MIN, i64::MAX)
 }
 
 fn series() -> Vec<Labels> {
